@@ -1,0 +1,90 @@
+//! Data migrations' work, as functions the migrations (and benchmarks) call.
+//!
+//! Written with SeaQuery identifiers, not the live entity crate: a migration must keep doing what
+//! it did when it was written, whatever the entities look like later.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{SqlErr, TransactionSession, TransactionTrait};
+
+#[derive(DeriveIden)]
+enum User {
+    Table,
+    Email,
+}
+
+/// Lower-cases every email in `user` in one set-based statement and returns how many rows it
+/// changed. Rows already in lower case are not touched, so running it twice changes nothing.
+///
+/// When lowering would make two addresses equal, the statement fails on the column's unique
+/// constraint; this function then rolls back to a savepoint (so nothing is changed) and returns
+/// an error naming every group of colliding addresses. Looking for collisions only after the
+/// failure keeps the common path to the single `UPDATE`.
+///
+/// # Errors
+///
+/// [`DbErr::Migration`] listing the colliding addresses, or any database error.
+pub async fn lowercase_emails<C>(db: &C) -> Result<u64, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let lower_email = || Func::lower(Expr::col(User::Email));
+    let update = Query::update()
+        .table(User::Table)
+        .value(User::Email, lower_email())
+        .and_where(Expr::col(User::Email).ne(lower_email()))
+        .to_owned();
+
+    let savepoint = db.begin().await?;
+    match savepoint.execute(&update).await {
+        Ok(result) => {
+            savepoint.commit().await?;
+            Ok(result.rows_affected())
+        }
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            savepoint.rollback().await?;
+            let collisions = email_collisions(db).await?;
+            Err(DbErr::Migration(format!(
+                "cannot lower-case emails: these addresses differ only in case, \
+                 merge or rename them first: {}",
+                collisions
+                    .iter()
+                    .map(|group| group.join(" = "))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Groups of addresses that are equal once lower-cased, each sorted, groups in order.
+async fn email_collisions<C: ConnectionTrait>(db: &C) -> Result<Vec<Vec<String>>, DbErr> {
+    let select = Query::select()
+        .expr_as(Func::lower(Expr::col(User::Email)), "folded")
+        .column(User::Email)
+        .from(User::Table)
+        .and_where(
+            Expr::expr(Func::lower(Expr::col(User::Email))).in_subquery(
+                Query::select()
+                    .expr(Func::lower(Expr::col(User::Email)))
+                    .from(User::Table)
+                    .add_group_by([Func::lower(Expr::col(User::Email)).into()])
+                    .and_having(Expr::expr(Func::count(Expr::col(Asterisk))).gt(1))
+                    .to_owned(),
+            ),
+        )
+        .order_by_expr(Func::lower(Expr::col(User::Email)).into(), Order::Asc)
+        .order_by(User::Email, Order::Asc)
+        .to_owned();
+
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for row in db.query_all(&select).await? {
+        let folded: String = row.try_get("", "folded")?;
+        let email: String = row.try_get("", "email")?;
+        match groups.last_mut() {
+            Some((key, group)) if *key == folded => group.push(email),
+            _ => groups.push((folded, vec![email])),
+        }
+    }
+    Ok(groups.into_iter().map(|(_, group)| group).collect())
+}

@@ -1,0 +1,154 @@
+//! Where the database is: `DATABASE_URL`, or the embedded SQLite default.
+//!
+//! Shared by the migrator CLI and the `service` crate, so both always open the same database.
+
+use std::path::{Path, PathBuf};
+
+/// The embedded SQLite database used when `DATABASE_URL` is unset, relative to the working
+/// directory (the repository root when run through `cargo`).
+pub const DEFAULT_SQLITE_PATH: &str = "data/db.sqlite";
+
+/// Where a database URL came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    /// `DATABASE_URL` (or the `-u` flag), as given.
+    Configured(String),
+    /// Nothing was configured: the embedded SQLite file at this path.
+    EmbeddedDefault(PathBuf),
+}
+
+impl UrlSource {
+    /// Reads `DATABASE_URL`; unset or empty means the embedded SQLite default.
+    #[must_use]
+    pub fn from_env() -> Self {
+        Self::from_option(std::env::var("DATABASE_URL").ok())
+    }
+
+    /// `Some(non-empty url)` means configured; anything else means the embedded default.
+    #[must_use]
+    pub fn from_option(url: Option<String>) -> Self {
+        match url {
+            Some(url) if !url.trim().is_empty() => Self::Configured(url),
+            _ => Self::EmbeddedDefault(PathBuf::from(DEFAULT_SQLITE_PATH)),
+        }
+    }
+
+    /// The URL to connect to. The embedded default is opened with `mode=rwc` (create it when
+    /// missing).
+    #[must_use]
+    pub fn url(&self) -> String {
+        match self {
+            Self::Configured(url) => url.clone(),
+            Self::EmbeddedDefault(path) => format!("sqlite://{}?mode=rwc", path.display()),
+        }
+    }
+
+    /// Creates the folder of a SQLite database file when it is missing (sqlx creates the file
+    /// with `mode=rwc`, but not its folder). Does nothing for other databases and for
+    /// in-memory SQLite.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error from creating the folder.
+    pub fn prepare(&self) -> std::io::Result<()> {
+        match sqlite_file(&self.url()) {
+            Some(path) => match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent),
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+/// The file behind a `sqlite:` URL, or `None` for other schemes and in-memory databases.
+#[must_use]
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(Path::new(path).to_path_buf())
+}
+
+/// The URL with its password replaced by `***`, safe for logs and errors. A URL that cannot be
+/// parsed is reduced to its scheme, since any part of it might be a secret.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Only fails for URLs that cannot have a password, which this one has.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => match url.split_once(':') {
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                format!("{scheme}:<unparseable URL>")
+            }
+            _ => "<unparseable URL>".to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_or_blank_means_embedded_default() {
+        assert_eq!(
+            UrlSource::from_option(None),
+            UrlSource::EmbeddedDefault(PathBuf::from(DEFAULT_SQLITE_PATH))
+        );
+        assert_eq!(
+            UrlSource::from_option(Some("  ".into())),
+            UrlSource::EmbeddedDefault(PathBuf::from(DEFAULT_SQLITE_PATH))
+        );
+        assert_eq!(
+            UrlSource::from_option(None).url(),
+            "sqlite://data/db.sqlite?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn sqlite_file_is_found_in_its_url_forms() {
+        assert_eq!(
+            sqlite_file("sqlite://data/db.sqlite?mode=rwc"),
+            Some(PathBuf::from("data/db.sqlite"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///tmp/x.db"),
+            Some(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://localhost/db"), None);
+    }
+
+    #[test]
+    fn redact_hides_the_password_and_keeps_the_rest() {
+        let redacted = redact("postgres://app:s3cr%21t@db.internal:5432/app?sslmode=require");
+        assert_eq!(
+            redacted,
+            "postgres://app:***@db.internal:5432/app?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://app@localhost/app"),
+            "postgres://app@localhost/app"
+        );
+    }
+
+    #[test]
+    fn redact_never_echoes_an_unparseable_url() {
+        let redacted = redact("postgres://app:hunter2@[bad-host/app");
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert_eq!(redacted, "postgres:<unparseable URL>");
+        assert_eq!(redact("hunter2"), "<unparseable URL>");
+    }
+}

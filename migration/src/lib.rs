@@ -1,0 +1,45 @@
+//! The schema migrations and the migrator.
+//!
+//! * [`Migrator`] lists every migration in order; services apply them with
+//!   `Migrator::up(&db, None)` (see the `service` crate), the CLI in `main.rs` with
+//!   `cargo run -p migration -- up` or `sea-orm-cli migrate up`.
+//! * [`timestamps`] gives any new table `created_at`/`updated_at` and the trigger that keeps
+//!   `updated_at` current, in one call.
+//! * [`data`] holds the data migrations' work as plain functions.
+//! * [`status`] reads what is applied without writing anything.
+//!
+//! Every migration runs in a transaction on every backend (`use_transaction` returns
+//! `Some(true)`): a migration that fails part-way leaves nothing behind.
+//!
+//! New migrations: `sea-orm-cli migrate generate NAME` (or `cargo migrate generate NAME`)
+//! writes `src/mYYYYMMDD_HHMMSS_NAME.rs` and adds it to the list below. Keep the list the last
+//! `vec![…]` in this file: the generator rewrites it with a regular expression.
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod cli;
+pub mod data;
+pub mod database_url;
+mod status;
+pub mod timestamps;
+
+pub use status::{AppliedMigration, MigrationStatus, status};
+
+mod m20261127_000001_create_user_table;
+mod m20261127_000002_lowercase_user_emails;
+mod m20261127_000003_create_user_email_lower_index;
+
+/// Every migration of the project, oldest first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261127_000001_create_user_table::Migration),
+            Box::new(m20261127_000002_lowercase_user_emails::Migration),
+            Box::new(m20261127_000003_create_user_email_lower_index::Migration),
+        ]
+    }
+}

@@ -1,0 +1,112 @@
+//! What is applied, what is pending, and what the database has that the code does not, read
+//! without creating or writing anything (so it works for a read-only role).
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DbBackend, FromQueryResult, Statement};
+use sea_orm_migration::seaql_migrations;
+
+/// A migration recorded in the database's migrations table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    /// The migration's name, e.g. `m20261127_000001_create_user_table`.
+    pub version: String,
+    /// When it was applied, in seconds since the Unix epoch (as SeaORM records it).
+    pub applied_at: i64,
+}
+
+/// The migrations of the code compared with the ones recorded in the database.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MigrationStatus {
+    /// Known to the code and recorded in the database, oldest first.
+    pub applied: Vec<AppliedMigration>,
+    /// Known to the code, not yet applied, in the order `up` will apply them.
+    pub pending: Vec<String>,
+    /// Recorded in the database but absent from the code: applied by a newer (or different)
+    /// build. `up` and `down` refuse to run until this is resolved.
+    pub unknown: Vec<AppliedMigration>,
+}
+
+impl MigrationStatus {
+    /// True when nothing is pending and nothing unknown is recorded.
+    #[must_use]
+    pub fn is_up_to_date(&self) -> bool {
+        self.pending.is_empty() && self.unknown.is_empty()
+    }
+}
+
+/// Compares the migrations of `M` with the database's migrations table. Never creates the
+/// table: a database without it has everything pending.
+///
+/// # Errors
+///
+/// Any database error while reading the catalog or the migrations table.
+pub async fn status<M, C>(db: &C) -> Result<MigrationStatus, DbErr>
+where
+    M: MigratorTrait,
+    C: ConnectionTrait,
+{
+    let table = M::migration_table_name();
+    let recorded = if has_table(db, &table.to_string()).await? {
+        let select = Query::select()
+            .columns([
+                seaql_migrations::Column::Version,
+                seaql_migrations::Column::AppliedAt,
+            ])
+            .from(table)
+            .order_by(seaql_migrations::Column::Version, Order::Asc)
+            .to_owned();
+        db.query_all(&select)
+            .await?
+            .iter()
+            .map(|row| seaql_migrations::Model::from_query_result(row, ""))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    Ok(compare(M::migrations().iter().map(|m| m.name().to_owned()), recorded))
+}
+
+fn compare(
+    known: impl Iterator<Item = String>,
+    recorded: Vec<seaql_migrations::Model>,
+) -> MigrationStatus {
+    let known: Vec<String> = known.collect();
+    let mut status = MigrationStatus::default();
+    for model in &recorded {
+        let applied = AppliedMigration {
+            version: model.version.clone(),
+            applied_at: model.applied_at,
+        };
+        if known.contains(&model.version) {
+            status.applied.push(applied);
+        } else {
+            status.unknown.push(applied);
+        }
+    }
+    status.pending = known
+        .into_iter()
+        .filter(|name| !recorded.iter().any(|m| &m.version == name))
+        .collect();
+    status
+}
+
+/// Whether `table` exists in the current schema, asked of the catalog (read-only).
+async fn has_table<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = $1"
+        }
+        DbBackend::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+        other => {
+            return Err(DbErr::BackendNotSupported {
+                db: other.as_str(),
+                ctx: "migration status",
+            });
+        }
+    };
+    let found = db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [table.into()]))
+        .await?;
+    Ok(found.is_some())
+}
