@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm_migration::sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 
 use crate::database_url::{UrlSource, redact};
 use crate::{MigrationStatus, Migrator, MigratorTrait};
@@ -87,13 +87,8 @@ pub enum CliError {
         source: std::io::Error,
     },
     /// The database could not be reached.
-    #[error("cannot connect to {target}: {source}")]
-    Connect {
-        /// The database, password redacted.
-        target: String,
-        /// The cause.
-        source: DbErr,
-    },
+    #[error(transparent)]
+    Connect(crate::connect::ConnectError),
     /// A migration command failed.
     #[error("`{command}` failed: {source}")]
     Migrate {
@@ -189,12 +184,9 @@ async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
         .sqlx_logging(cli.verbose)
         .sqlx_logging_level(tracing::log::LevelFilter::Debug)
         .set_schema_search_path(cli.database_schema.clone().unwrap_or_else(|| "public".into()));
-    Database::connect(options)
+    crate::connect::connect(options)
         .await
-        .map_err(|source| CliError::Connect {
-            target: redact(&url),
-            source,
-        })
+        .map_err(CliError::Connect)
 }
 
 async fn execute(db: &DatabaseConnection, command: &Command) -> Result<(), CliError> {

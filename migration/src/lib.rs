@@ -18,6 +18,7 @@
 pub use sea_orm_migration::prelude::*;
 
 pub mod cli;
+pub mod connect;
 pub mod data;
 pub mod database_url;
 mod status;
