@@ -1,1 +1,42 @@
-//! placeholder
+//! The service layer of the data package: what a Rust service imports to talk to its database.
+//!
+//! * [`DatabaseConfig`] — configuration from the environment (`DATABASE_URL`, `DB_ECHO`, pool
+//!   settings) or from code; the password never shows in `Debug`, errors or logs.
+//! * [`DatabaseService`] — the pooled connection: `connect` (retrying while the server starts),
+//!   [`health`](DatabaseService::health) (a typed, JSON-serialisable [`HealthReport`]),
+//!   [`is_ready`](DatabaseService::is_ready), [`close`](DatabaseService::close). Cheap to clone;
+//!   put it in your framework's state.
+//! * [`user`] — the `user` repository.
+//! * [`Error`] — one error type: `NotFound`, `Conflict`, `Validation`, `Unavailable`, …
+//! * `testing` (feature `testing`) — a fresh migrated database per test and a transaction that
+//!   is always rolled back, for this crate's tests and yours.
+//!
+//! ```no_run
+//! # async fn example() -> service::Result<()> {
+//! use service::{DatabaseConfig, DatabaseService, user};
+//!
+//! let db = DatabaseService::connect(&DatabaseConfig::from_env()?).await?;
+//! let ada = user::create(
+//!     db.connection(),
+//!     user::NewUser { email: "Ada@Example.com".into(), name: "Ada".into() },
+//! )
+//! .await?;
+//! assert_eq!(ada.email, "ada@example.com");
+//! println!("{:?}", db.health().await.status);
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod database;
+pub mod error;
+pub mod health;
+pub mod user;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{ConfigError, DatabaseConfig, DatabaseUrl};
+pub use database::DatabaseService;
+pub use error::{Error, Result};
+pub use health::{HealthReport, HealthStatus, MigrationsReport, PoolReport};
+pub use migration::connect::{ConnectError, ConnectFailure};
