@@ -19,7 +19,11 @@ use crate::{MigrationStatus, Migrator, MigratorTrait};
 
 /// The migrator's arguments.
 #[derive(Debug, Parser)]
-#[command(name = "migration", version, about = "Apply, roll back and inspect the schema migrations")]
+#[command(
+    name = "migration",
+    version,
+    about = "Apply, roll back and inspect the schema migrations"
+)]
 pub struct Cli {
     /// Log every statement.
     #[arg(short = 'v', long, global = true)]
@@ -30,7 +34,13 @@ pub struct Cli {
     pub database_schema: Option<String>,
 
     /// Database URL; unset means the embedded SQLite file `data/db.sqlite`.
-    #[arg(short = 'u', long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        short = 'u',
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// What to do (default: `up`).
@@ -183,7 +193,11 @@ async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(cli.verbose)
         .sqlx_logging_level(tracing::log::LevelFilter::Debug)
-        .set_schema_search_path(cli.database_schema.clone().unwrap_or_else(|| "public".into()));
+        .set_schema_search_path(
+            cli.database_schema
+                .clone()
+                .unwrap_or_else(|| "public".into()),
+        );
     crate::connect::connect(options)
         .await
         .map_err(CliError::Connect)

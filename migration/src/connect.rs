@@ -21,6 +21,9 @@ pub enum ConnectFailure {
     HostNotFound,
     /// Nothing listens on that host and port.
     Refused,
+    /// The connection was closed before the server answered (a proxy or container port in
+    /// front of a server that is not up yet).
+    Reset,
     /// The server did not answer within the connect timeout.
     TimedOut,
     /// The server is starting up, shutting down or in recovery.
@@ -46,7 +49,11 @@ impl ConnectFailure {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Refused | Self::TimedOut | Self::ServerStarting | Self::TooManyConnections
+            Self::Refused
+                | Self::Reset
+                | Self::TimedOut
+                | Self::ServerStarting
+                | Self::TooManyConnections
         )
     }
 
@@ -68,6 +75,10 @@ impl ConnectFailure {
             sqlx::Error::Io(io) => match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => Self::Refused,
                 std::io::ErrorKind::TimedOut => Self::TimedOut,
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof => Self::Reset,
                 _ if io.to_string().contains("lookup address") => Self::HostNotFound,
                 _ => Self::Other(scrub(&io.to_string(), secret)),
             },
@@ -94,6 +105,7 @@ impl fmt::Display for ConnectFailure {
             Self::Refused => f.write_str(
                 "connection refused (is the server running, and on that host and port?)",
             ),
+            Self::Reset => f.write_str("the connection was closed before the server answered"),
             Self::TimedOut => f.write_str("timed out (the server did not answer in time)"),
             Self::ServerStarting => f.write_str("the server is starting up or shutting down"),
             Self::TooManyConnections => f.write_str("the server has no free connection slots"),

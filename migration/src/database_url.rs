@@ -88,7 +88,9 @@ pub fn redact(url: &str) -> String {
         Err(_) => match url.split_once(':') {
             Some((scheme, _))
                 if !scheme.is_empty()
-                    && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
             {
                 format!("{scheme}:<unparseable URL>")
             }

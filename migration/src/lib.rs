@@ -26,6 +26,10 @@ pub mod timestamps;
 
 pub use status::{AppliedMigration, MigrationStatus, status};
 
+/// Changes whenever a source file of this crate changes (computed by `build.rs`). Test support
+/// names its migrated template databases with it, so an edited migration gets a new template.
+pub const SOURCE_FINGERPRINT: &str = env!("MIGRATION_SOURCE_FINGERPRINT");
+
 mod m20261127_000001_create_user_table;
 mod m20261127_000002_lowercase_user_emails;
 mod m20261127_000003_create_user_email_lower_index;

@@ -63,7 +63,10 @@ where
     } else {
         Vec::new()
     };
-    Ok(compare(M::migrations().iter().map(|m| m.name().to_owned()), recorded))
+    Ok(compare(
+        M::migrations().iter().map(|m| m.name().to_owned()),
+        recorded,
+    ))
 }
 
 fn compare(

@@ -62,7 +62,11 @@ pub async fn create_table(
     let name = table
         .get_table_name()
         .and_then(table_ref_name)
-        .ok_or_else(|| DbErr::Migration("timestamps::create_table needs a statement with a plain table name".into()))?;
+        .ok_or_else(|| {
+            DbErr::Migration(
+                "timestamps::create_table needs a statement with a plain table name".into(),
+            )
+        })?;
     let backend = manager.get_database_backend();
     table
         .col(timestamp_column(Timestamps::CreatedAt, backend))
@@ -81,22 +85,32 @@ pub async fn drop_table(manager: &SchemaManager<'_>, table: impl IntoIden) -> Re
     let table = table.into_iden();
     let name = table.to_string();
     drop_trigger(manager, &name).await?;
-    manager.drop_table(Table::drop().table(table).to_owned()).await?;
+    manager
+        .drop_table(Table::drop().table(table).to_owned())
+        .await?;
     if manager.get_database_backend() == DbBackend::Postgres {
         execute(manager, PG_DROP_FUNCTION_IF_UNUSED.to_owned()).await?;
     }
     Ok(())
 }
 
-fn timestamp_column(column: Timestamps, backend: DbBackend) -> ColumnDef {
-    let default = match backend {
+/// "Now" as the database writes it into `created_at`/`updated_at`: `CURRENT_TIMESTAMP` on
+/// PostgreSQL, the RFC 3339 millisecond text on SQLite. Code that sets `updated_at` itself
+/// (the repositories do, so `RETURNING` shows the new value on SQLite, whose trigger runs after
+/// the statement) uses this, so every writer produces the same format.
+#[must_use]
+pub fn now(backend: DbBackend) -> Expr {
+    match backend {
         DbBackend::Sqlite => Expr::cust(SQLITE_NOW),
-        _ => Expr::current_timestamp().into(),
-    };
+        _ => Expr::current_timestamp(),
+    }
+}
+
+fn timestamp_column(column: Timestamps, backend: DbBackend) -> ColumnDef {
     ColumnDef::new(column)
         .timestamp_with_time_zone()
         .not_null()
-        .default(default)
+        .default(now(backend))
         .to_owned()
 }
 
@@ -161,5 +175,9 @@ fn table_ref_name(table: &TableRef) -> Option<String> {
 }
 
 async fn execute(manager: &SchemaManager<'_>, sql: String) -> Result<(), DbErr> {
-    manager.get_connection().execute_unprepared(&sql).await.map(|_| ())
+    manager
+        .get_connection()
+        .execute_unprepared(&sql)
+        .await
+        .map(|_| ())
 }

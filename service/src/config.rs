@@ -292,7 +292,10 @@ fn parse_duration(variable: &'static str, value: &str) -> Result<Duration, Confi
         (text, 1.0)
     };
     let reason = "expected a duration such as 500ms, 5s, 2m or 1.5";
-    let number: f64 = number.trim().parse().map_err(|_| invalid(variable, value, reason))?;
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| invalid(variable, value, reason))?;
     if !number.is_finite() || number < 0.0 {
         return Err(invalid(variable, value, reason));
     }
@@ -392,7 +395,11 @@ mod tests {
             "DB_MAX_CONNECTIONS=\"lots\" is invalid: expected a whole number"
         );
         let err = config(&[("DB_ACQUIRE_TIMEOUT", "-1s")]).unwrap_err();
-        assert!(err.to_string().starts_with("DB_ACQUIRE_TIMEOUT=\"-1s\" is invalid"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("DB_ACQUIRE_TIMEOUT=\"-1s\" is invalid"),
+            "{err}"
+        );
         let err = config(&[("DB_ECHO", "maybe")]).unwrap_err();
         assert!(err.to_string().starts_with("DB_ECHO=\"maybe\""), "{err}");
     }
@@ -400,7 +407,10 @@ mod tests {
     #[test]
     fn inconsistent_settings_are_rejected() {
         let err = config(&[("DB_MAX_CONNECTIONS", "2"), ("DB_MIN_CONNECTIONS", "5")]).unwrap_err();
-        assert!(err.to_string().contains("exceeds DB_MAX_CONNECTIONS (2)"), "{err}");
+        assert!(
+            err.to_string().contains("exceeds DB_MAX_CONNECTIONS (2)"),
+            "{err}"
+        );
         let err = config(&[("DB_MAX_CONNECTIONS", "0")]).unwrap_err();
         assert!(err.to_string().contains("at least 1"), "{err}");
         let err = config(&[("DB_HEALTH_TIMEOUT", "0")]).unwrap_err();
@@ -419,17 +429,19 @@ mod tests {
         let display = config.url.to_string();
         assert!(!debug.contains(secret), "{debug}");
         assert!(!display.contains(secret), "{display}");
-        assert!(display.contains("postgres://app:***@db.internal:5432/app"), "{display}");
+        assert!(
+            display.contains("postgres://app:***@db.internal:5432/app"),
+            "{display}"
+        );
 
         for bad in [
             format!("mysql://app:{secret}@db/app"),
             format!("postgres://app:{secret}@[::1/app"),
             format!("postgres://app:{secret}@/app"),
         ] {
-            let err = DatabaseConfig::from_lookup(|name| {
-                (name == "DATABASE_URL").then(|| bad.clone())
-            })
-            .unwrap_err();
+            let err =
+                DatabaseConfig::from_lookup(|name| (name == "DATABASE_URL").then(|| bad.clone()))
+                    .unwrap_err();
             assert!(!err.to_string().contains(secret), "{err}");
             assert!(!format!("{err:?}").contains(secret), "{err:?}");
             assert!(err.to_string().starts_with("DATABASE_URL="), "{err}");

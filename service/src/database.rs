@@ -114,7 +114,7 @@ impl DatabaseService {
                     backend,
                     format!(
                         r#"SELECT "version" FROM "{}""#,
-                        Migrator::migration_table_name().to_string()
+                        Migrator::migration_table_name()
                     ),
                 ),
                 db,
@@ -165,7 +165,9 @@ impl DatabaseService {
         let started = Instant::now();
         let outcome = tokio::time::timeout(
             self.inner.health_timeout,
-            self.inner.db.query_all_raw(self.inner.applied_migrations.clone()),
+            self.inner
+                .db
+                .query_all_raw(self.inner.applied_migrations.clone()),
         )
         .await;
         let latency = started.elapsed();

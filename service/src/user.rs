@@ -13,8 +13,8 @@
 use entity::user;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use crate::error::{Error, Result, is_unique_violation};
@@ -154,19 +154,27 @@ pub async fn update<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -
     if email.is_none() && changes.name.is_none() {
         return get(db, id).await;
     }
-    let set = |value: Option<String>| value.map_or(ActiveValue::NotSet, ActiveValue::Set);
-    user::ActiveModel {
-        id: ActiveValue::Unchanged(id),
-        email: set(email),
-        name: set(changes.name),
-        ..Default::default()
+    let mut update = user::Entity::update_many()
+        .filter(user::Column::Id.eq(id))
+        // Set here as well as by the trigger: on SQLite the trigger runs after the statement,
+        // so RETURNING would otherwise show the old value.
+        .col_expr(
+            user::Column::UpdatedAt,
+            migration::timestamps::now(db.get_database_backend()),
+        );
+    if let Some(email) = email {
+        update = update.col_expr(user::Column::Email, Expr::value(email));
     }
-    .update(db)
-    .await
-    .map_err(|err| match err {
-        DbErr::RecordNotUpdated => not_found(id),
-        err => write_error("update a user", err),
-    })
+    if let Some(name) = changes.name {
+        update = update.col_expr(user::Column::Name, Expr::value(name));
+    }
+    update
+        .exec_with_returning(db)
+        .await
+        .map_err(|err| write_error("update a user", err))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| not_found(id))
 }
 
 /// Deletes a user.
@@ -205,7 +213,11 @@ pub fn normalize_email(email: &str) -> Result<String> {
         Some("must not contain spaces".to_owned())
     } else {
         match email.split_once('@') {
-            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => None,
+            Some((local, domain))
+                if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+            {
+                None
+            }
             _ => Some("must contain exactly one @ with text on both sides".to_owned()),
         }
     };
@@ -272,18 +284,38 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_lower_cased() {
-        assert_eq!(normalize_email("  Ada@Example.COM \n").unwrap(), "ada@example.com");
-        assert_eq!(normalize_email("ÉLODIE@exemple.fr").unwrap(), "élodie@exemple.fr");
+        assert_eq!(
+            normalize_email("  Ada@Example.COM \n").unwrap(),
+            "ada@example.com"
+        );
+        assert_eq!(
+            normalize_email("ÉLODIE@exemple.fr").unwrap(),
+            "élodie@exemple.fr"
+        );
     }
 
     #[test]
     fn each_email_rule_is_enforced() {
         assert_eq!(reason(normalize_email("   ")), "must not be empty");
         let long = format!("{}@x.io", "a".repeat(252));
-        assert_eq!(reason(normalize_email(&long)), "must be at most 255 characters");
-        assert_eq!(normalize_email(&format!("{}@x.io", "a".repeat(250))).unwrap().len(), 255);
-        assert_eq!(reason(normalize_email("a\0b@x.io")), "must not contain control characters");
-        assert_eq!(reason(normalize_email("a b@x.io")), "must not contain spaces");
+        assert_eq!(
+            reason(normalize_email(&long)),
+            "must be at most 255 characters"
+        );
+        assert_eq!(
+            normalize_email(&format!("{}@x.io", "a".repeat(250)))
+                .unwrap()
+                .len(),
+            255
+        );
+        assert_eq!(
+            reason(normalize_email("a\0b@x.io")),
+            "must not contain control characters"
+        );
+        assert_eq!(
+            reason(normalize_email("a b@x.io")),
+            "must not contain spaces"
+        );
         for bad in ["ab.io", "a@@x.io", "a@b@x.io", "@x.io", "a@"] {
             assert_eq!(
                 reason(normalize_email(bad)),
@@ -298,7 +330,13 @@ mod tests {
         assert!(validate_name(" Ada Lovelace ").is_ok());
         assert!(validate_name(&"é".repeat(255)).is_ok());
         assert_eq!(reason(validate_name(" \t")), "must not be empty");
-        assert_eq!(reason(validate_name(&"é".repeat(256))), "must be at most 255 characters");
-        assert_eq!(reason(validate_name("a\u{0}b")), "must not contain control characters");
+        assert_eq!(
+            reason(validate_name(&"é".repeat(256))),
+            "must be at most 255 characters"
+        );
+        assert_eq!(
+            reason(validate_name("a\u{0}b")),
+            "must not contain control characters"
+        );
     }
 }

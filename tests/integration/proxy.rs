@@ -1,0 +1,115 @@
+//! A TCP proxy in front of the test server, to make a database come up late, go away, or stop
+//! answering, without touching the shared server.
+
+use service::DatabaseConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Pass connections through to the server.
+    Forward,
+    /// Close the listening socket (connection refused) and every open connection.
+    Refuse,
+    /// Accept and keep connections, never answering.
+    Blackhole,
+}
+
+/// Listens on a loopback port and behaves as its [`Mode`] says.
+pub struct Proxy {
+    port: u16,
+    mode: watch::Sender<Mode>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// A proxy in front of the PostgreSQL server of `config`, forwarding from the start.
+    pub async fn start(config: &DatabaseConfig) -> Self {
+        let url = url::Url::parse(&config.url.expose_secret()).unwrap();
+        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mode, watcher) = watch::channel(Mode::Forward);
+        let task = tokio::spawn(accept_loop(Some(listener), port, upstream, watcher));
+        Self { port, mode, task }
+    }
+
+    /// `config` pointed at this proxy instead of the server.
+    pub fn config_for(&self, config: &DatabaseConfig) -> DatabaseConfig {
+        let mut url = url::Url::parse(&config.url.expose_secret()).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        let mut proxied = config.clone();
+        proxied.url = service::DatabaseUrl::parse(url.to_string()).unwrap();
+        proxied
+    }
+
+    /// Forward new connections (again).
+    pub fn forward(&self) {
+        self.mode.send_replace(Mode::Forward);
+    }
+
+    /// The server "went away": open connections are cut, new ones refused.
+    pub fn refuse(&self) {
+        self.mode.send_replace(Mode::Refuse);
+    }
+
+    /// The server hangs: open connections stay open but nothing is answered.
+    pub fn blackhole(&self) {
+        self.mode.send_replace(Mode::Blackhole);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop(
+    mut listener: Option<TcpListener>,
+    port: u16,
+    upstream: String,
+    mut mode: watch::Receiver<Mode>,
+) {
+    loop {
+        let current = *mode.borrow_and_update();
+        match (current, &listener) {
+            (Mode::Refuse, Some(_)) => listener = None,
+            (Mode::Refuse, None) => {}
+            (_, None) => listener = Some(TcpListener::bind(("127.0.0.1", port)).await.unwrap()),
+            (_, Some(_)) => {}
+        }
+        let Some(open) = &listener else {
+            if mode.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        tokio::select! {
+            accepted = open.accept() => {
+                let Ok((client, _)) = accepted else { return };
+                tokio::spawn(serve(client, upstream.clone(), mode.clone()));
+            }
+            changed = mode.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn serve(mut client: TcpStream, upstream: String, mut mode: watch::Receiver<Mode>) {
+    if *mode.borrow_and_update() == Mode::Forward {
+        let Ok(mut server) = TcpStream::connect(&upstream).await else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+            _ = mode.wait_for(|m| *m != Mode::Forward) => {}
+        }
+    }
+    // Blackholed: hold the client's socket without answering until the proxy refuses.
+    let _ = mode.wait_for(|m| *m == Mode::Refuse).await;
+}

@@ -1,0 +1,104 @@
+//! The fixtures exported behind the `testing` feature do what they promise.
+
+use sea_orm::TransactionTrait;
+use service::DatabaseService;
+use service::testing::{TestBackend, TestDatabase, TestTransaction};
+use service::user::{self, NewUser};
+
+use crate::on_both_backends;
+
+on_both_backends!(
+    rollback_fixture_leaves_no_rows,
+    code_that_commits_inside_the_fixture_is_still_rolled_back,
+    test_databases_are_independent,
+);
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        email: email.into(),
+        name: "n".into(),
+    }
+}
+
+async fn rollback_fixture_leaves_no_rows(backend: TestBackend) {
+    let db = TestDatabase::new(backend).await;
+    {
+        let tx = TestTransaction::begin(db.connection()).await;
+        let ada = user::create(&tx, new_user("ada@x.io")).await.unwrap();
+        assert_eq!(user::get(&tx, ada.id).await.unwrap().email, "ada@x.io");
+    }
+
+    let page = user::list(db.connection(), 10, None).await.unwrap();
+
+    assert!(page.users.is_empty(), "{page:?}");
+}
+
+async fn code_that_commits_inside_the_fixture_is_still_rolled_back(backend: TestBackend) {
+    let db = TestDatabase::new(backend).await;
+    let tx = TestTransaction::begin(db.connection()).await;
+    let inner = tx.begin().await.unwrap();
+    user::create(&inner, new_user("ada@x.io")).await.unwrap();
+    inner.commit().await.unwrap();
+    assert_eq!(user::list(&tx, 10, None).await.unwrap().users.len(), 1);
+
+    tx.rollback().await.unwrap();
+
+    assert!(
+        user::list(db.connection(), 10, None)
+            .await
+            .unwrap()
+            .users
+            .is_empty()
+    );
+}
+
+async fn test_databases_are_independent(backend: TestBackend) {
+    let first = TestDatabase::new(backend).await;
+    let second = TestDatabase::new(backend).await;
+    user::create(first.connection(), new_user("ada@x.io"))
+        .await
+        .unwrap();
+
+    assert!(
+        user::list(second.connection(), 10, None)
+            .await
+            .unwrap()
+            .users
+            .is_empty()
+    );
+    assert_ne!(first.name(), second.name());
+}
+
+#[tokio::test]
+async fn a_postgres_test_database_is_dropped_after_a_passing_test() {
+    let db = TestDatabase::new(TestBackend::Postgres).await;
+    let config = db.config().clone();
+    assert!(DatabaseService::connect(&config).await.is_ok());
+
+    drop(db);
+
+    let err = DatabaseService::connect(&config).await.unwrap_err();
+    assert!(
+        matches!(&err, service::Error::Connect(e) if e.failure == service::ConnectFailure::UnknownDatabase),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sqlite_test_database_is_removed_after_a_passing_test_and_kept_after_a_failing_one() {
+    let passing = TestDatabase::new(TestBackend::Sqlite).await;
+    let path = std::path::PathBuf::from(passing.name());
+    assert!(path.exists());
+    drop(passing);
+    assert!(!path.exists());
+
+    let failing = TestDatabase::new(TestBackend::Sqlite).await;
+    let path = std::path::PathBuf::from(failing.name());
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _db = failing;
+        panic!("a failing test");
+    }));
+    assert!(outcome.is_err());
+    assert!(path.exists(), "kept for inspection");
+    std::fs::remove_file(&path).unwrap();
+}
