@@ -4,11 +4,10 @@ use std::time::{Duration, Instant};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::ConnectionTrait;
-use service::testing::{TestBackend, TestDatabase};
+use service::testing::{FaultProxy, TestBackend, TestDatabase};
 use service::{DatabaseService, HealthStatus};
 
 use crate::on_both_backends;
-use crate::proxy::Proxy;
 
 on_both_backends!(
     healthy_when_every_migration_is_applied,
@@ -101,7 +100,7 @@ async fn unhealthy_once_the_pool_is_closed(backend: TestBackend) {
 #[tokio::test]
 async fn unhealthy_within_the_timeout_when_the_server_stops_answering() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
-    let proxy = Proxy::start(db.config()).await;
+    let proxy = FaultProxy::start(db.config()).await;
     let mut config = proxy.config_for(db.config());
     config.health_timeout = Duration::from_millis(500);
     let service = DatabaseService::connect(&config).await.unwrap();
@@ -121,7 +120,7 @@ async fn unhealthy_within_the_timeout_when_the_server_stops_answering() {
 #[tokio::test]
 async fn unhealthy_when_the_server_is_gone_and_healthy_again_when_it_is_back() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
-    let proxy = Proxy::start(db.config()).await;
+    let proxy = FaultProxy::start(db.config()).await;
     let service = DatabaseService::connect(&proxy.config_for(db.config()))
         .await
         .unwrap();

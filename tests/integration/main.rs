@@ -8,7 +8,6 @@
 
 mod health;
 mod migrations;
-mod proxy;
 mod service;
 mod test_support;
 mod user_repository;

@@ -3,15 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use service::testing::{TestBackend, TestDatabase};
+use service::testing::{FaultProxy, TestBackend, TestDatabase};
 use service::{ConnectFailure, DatabaseConfig, DatabaseService, DatabaseUrl, Error};
-
-use crate::proxy::Proxy;
 
 #[tokio::test]
 async fn connect_waits_for_a_server_that_comes_up_within_the_deadline() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
-    let proxy = Proxy::start(db.config()).await;
+    let proxy = FaultProxy::start(db.config()).await;
     proxy.refuse();
     let mut config = proxy.config_for(db.config());
     config.connect_deadline = Duration::from_secs(20);
@@ -31,7 +29,7 @@ async fn connect_waits_for_a_server_that_comes_up_within_the_deadline() {
 #[tokio::test]
 async fn connect_gives_up_after_the_deadline_with_a_typed_error() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
-    let proxy = Proxy::start(db.config()).await;
+    let proxy = FaultProxy::start(db.config()).await;
     proxy.refuse();
     let mut config = proxy.config_for(db.config());
     config.connect_deadline = Duration::from_secs(1);

@@ -8,6 +8,8 @@
 //! * [`TestTransaction`] — a transaction that is always rolled back (the Python template's
 //!   `db_session` fixture): whatever the test writes through it is gone afterwards, even if the
 //!   code under test "commits" (a nested `begin()` on it is a savepoint).
+//! * [`FaultProxy`] — a TCP proxy that makes the PostgreSQL server refuse, hang or come back,
+//!   for tests of outages.
 //!
 //! Where PostgreSQL comes from (decided once per test binary): `TEST_DATABASE_URL` (an admin
 //! URL; the server's `postgres` database is a good choice) when set; otherwise a server on
@@ -32,6 +34,7 @@
 //! ```
 
 mod postgres;
+mod proxy;
 mod transaction;
 
 use std::path::PathBuf;
@@ -44,6 +47,7 @@ use sea_orm::DatabaseConnection;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::database::DatabaseService;
 
+pub use proxy::FaultProxy;
 pub use transaction::TestTransaction;
 
 /// Which database a [`TestDatabase`] runs on.

@@ -1,7 +1,7 @@
-//! A TCP proxy in front of the test server, to make a database come up late, go away, or stop
-//! answering, without touching the shared server.
+//! [`FaultProxy`]: a TCP proxy in front of the test server, to make a database come up late, go
+//! away, or stop answering, without touching the shared server.
 
-use service::DatabaseConfig;
+use crate::config::{DatabaseConfig, DatabaseUrl};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -15,32 +15,62 @@ enum Mode {
     Blackhole,
 }
 
-/// Listens on a loopback port and behaves as its [`Mode`] says.
-pub struct Proxy {
+/// A TCP proxy on a loopback port in front of a PostgreSQL server, for tests of outages:
+/// connect through it ([`config_for`](Self::config_for)), then make the "server" refuse
+/// connections, hang, or come back, while the real server keeps running for other tests.
+///
+/// ```no_run
+/// # async fn example() {
+/// use service::testing::{FaultProxy, TestBackend, TestDatabase};
+///
+/// let db = TestDatabase::new(TestBackend::Postgres).await;
+/// let proxy = FaultProxy::start(db.config()).await;
+/// let service = service::DatabaseService::connect(&proxy.config_for(db.config())).await.unwrap();
+/// proxy.refuse(); // the database is gone
+/// assert!(!service.is_ready().await);
+/// proxy.forward(); // and back
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct FaultProxy {
     port: u16,
     mode: watch::Sender<Mode>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Proxy {
+impl FaultProxy {
     /// A proxy in front of the PostgreSQL server of `config`, forwarding from the start.
+    ///
+    /// # Panics
+    ///
+    /// When `config` is not a PostgreSQL URL with a host, or no loopback port is free.
     pub async fn start(config: &DatabaseConfig) -> Self {
-        let url = url::Url::parse(&config.url.expose_secret()).unwrap();
-        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let url = url::Url::parse(&config.url.expose_secret()).expect("a PostgreSQL URL");
+        let host = url.host_str().expect("a PostgreSQL URL with a host");
+        let upstream = format!("{host}:{}", url.port().unwrap_or(5432));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
+        let port = listener.local_addr().expect("a bound port").port();
         let (mode, watcher) = watch::channel(Mode::Forward);
         let task = tokio::spawn(accept_loop(Some(listener), port, upstream, watcher));
         Self { port, mode, task }
     }
 
     /// `config` pointed at this proxy instead of the server.
+    ///
+    /// # Panics
+    ///
+    /// When `config` is not a PostgreSQL URL.
+    #[must_use]
     pub fn config_for(&self, config: &DatabaseConfig) -> DatabaseConfig {
-        let mut url = url::Url::parse(&config.url.expose_secret()).unwrap();
-        url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(self.port)).unwrap();
+        let mut url = url::Url::parse(&config.url.expose_secret()).expect("a PostgreSQL URL");
+        url.set_host(Some("127.0.0.1"))
+            .expect("a URL that has a host");
+        url.set_port(Some(self.port))
+            .expect("a URL that has a port");
         let mut proxied = config.clone();
-        proxied.url = service::DatabaseUrl::parse(url.to_string()).unwrap();
+        proxied.url = DatabaseUrl::parse(url.to_string()).expect("the proxied URL");
         proxied
     }
 
@@ -60,7 +90,7 @@ impl Proxy {
     }
 }
 
-impl Drop for Proxy {
+impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -77,7 +107,10 @@ async fn accept_loop(
         match (current, &listener) {
             (Mode::Refuse, Some(_)) => listener = None,
             (Mode::Refuse, None) => {}
-            (_, None) => listener = Some(TcpListener::bind(("127.0.0.1", port)).await.unwrap()),
+            (_, None) => match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(reopened) => listener = Some(reopened),
+                Err(_) => return,
+            },
             (_, Some(_)) => {}
         }
         let Some(open) = &listener else {
