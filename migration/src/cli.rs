@@ -76,6 +76,9 @@ pub enum Command {
         #[arg(short = 'n', long)]
         num: Option<u32>,
     },
+    /// Print the schema (tables, columns, constraints, indexes, triggers, functions) in a
+    /// stable order: the snapshot `scripts/schema-drift` compares with `migration/schema.txt`.
+    Schema,
     /// Roll back applied migrations (one unless told otherwise).
     Down {
         /// Roll back the last N applied migrations.
@@ -218,6 +221,11 @@ async fn execute(db: &DatabaseConnection, command: &Command) -> Result<(), CliEr
             print_status(&status);
             Ok(())
         }
+        Command::Schema => {
+            let dump = crate::schema_dump(db).await.map_err(failed("schema"))?;
+            print_stdout(&dump);
+            Ok(())
+        }
         Command::Generate { .. } => Ok(()),
     }
 }
@@ -236,6 +244,11 @@ fn print_status(status: &MigrationStatus) {
             unknown.version
         );
     }
+}
+
+#[allow(clippy::print_stdout)] // the dump is the command's output
+fn print_stdout(text: &str) {
+    print!("{text}");
 }
 
 fn init_tracing(verbose: bool) {

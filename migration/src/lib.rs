@@ -21,9 +21,11 @@ pub mod cli;
 pub mod connect;
 pub mod data;
 pub mod database_url;
+mod schema_dump;
 mod status;
 pub mod timestamps;
 
+pub use schema_dump::schema_dump;
 pub use status::{AppliedMigration, MigrationStatus, status};
 
 /// Changes whenever a source file of this crate changes (computed by `build.rs`). Test support
