@@ -1,0 +1,255 @@
+//! The HTTP API over the data layer: `axum` routes that use `service` as any outside crate
+//! would.
+//!
+//! * [`build_router`] — every route, with the [`DatabaseService`] in the router's state;
+//!   handlers take it with `State<DatabaseService>` (what `Depends(get_db_service)` is in the
+//!   Python template).
+//! * [`Application`] — binds a listener (port `0`: any free port, for tests), tells the bound
+//!   address, serves until a shutdown signal, lets in-flight requests finish, then closes the
+//!   pool.
+//! * [`run`] — what the `api` binary does: connect, optionally migrate, serve until Ctrl-C or
+//!   SIGTERM.
+//! * [`ApiError`] — the one mapping of `service::Error` (and of malformed requests) to HTTP.
+//!
+//! | route                 | answers |
+//! | --------------------- | ------- |
+//! | `GET /health`         | 200 with the `HealthReport` when healthy, 503 with it otherwise |
+//! | `POST /users`         | 201 + `Location`, 409 email taken, 422 invalid, 400 malformed JSON |
+//! | `GET /users`          | `?limit=1..500` (default 50) `&after=ID`: `{"users": [...], "next_after": ID or null}` |
+//! | `GET /users/{id}`     | 200, 404 |
+//! | `PATCH /users/{id}`   | 200, 404, 409, 422 |
+//! | `DELETE /users/{id}`  | 204, 404 |
+//!
+//! A database outage answers 503 everywhere.
+
+pub mod config;
+pub mod error;
+pub mod users;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::get;
+use axum::{Json, Router};
+use service::{DatabaseService, HealthReport, HealthStatus};
+use tokio::net::TcpListener;
+use tower_http::LatencyUnit;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use config::{ApiConfig, ConfigError, Invocation};
+pub use error::ApiError;
+
+/// Every route of the API, with `service` as the state its handlers extract.
+pub fn build_router(service: DatabaseService) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/users", get(users::list).post(users::create))
+        .route(
+            "/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .fallback(no_route)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                ),
+        )
+        .with_state(service)
+}
+
+/// `GET /health`: the database's health report; 200 when healthy, 503 when degraded
+/// (migrations pending or unknown) or unhealthy. Answers within the health timeout
+/// (`DB_HEALTH_TIMEOUT`) even when the database is gone.
+pub async fn health(State(db): State<DatabaseService>) -> (StatusCode, Json<HealthReport>) {
+    let report = db.health().await;
+    let status = match report.status {
+        HealthStatus::Healthy => StatusCode::OK,
+        HealthStatus::Degraded | HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(report))
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+/// A bound server, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    service: DatabaseService,
+}
+
+impl Application {
+    /// Binds `addr` (port `0`: any free port) for the routes of [`build_router`] over
+    /// `service`.
+    ///
+    /// # Errors
+    ///
+    /// The listener's error (address in use, not permitted, …).
+    pub async fn bind(addr: SocketAddr, service: DatabaseService) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            service,
+        })
+    }
+
+    /// The address actually bound.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests
+    /// finish, and closes the pool (every clone of the service).
+    ///
+    /// # Errors
+    ///
+    /// An I/O error of the server.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let router = build_router(self.service.clone());
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        tracing::info!("requests finished; closing the database pool");
+        if let Err(err) = self.service.close().await {
+            tracing::warn!(error = %err, "closing the database pool failed");
+        }
+        served
+    }
+
+    /// Serves until Ctrl-C or SIGTERM (see [`run_until`](Self::run_until)).
+    ///
+    /// # Errors
+    ///
+    /// An I/O error of the server.
+    pub async fn run(self) -> io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+/// Why the API could not start or serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The database could not be connected to.
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] service::Error),
+    /// `--migrate` / `API_MIGRATE` was given and applying the migrations failed.
+    #[error("cannot apply the migrations: {0}")]
+    Migrate(#[source] service::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr} (API_ADDR): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The server failed while serving.
+    #[error("the server failed: {0}")]
+    Serve(#[source] io::Error),
+}
+
+/// What the `api` binary does: connects to the database, applies migrations when
+/// `config.migrate`, serves on `config.addr` until `shutdown` completes, then closes the pool.
+///
+/// # Errors
+///
+/// [`StartError`] saying which step failed (never showing a password).
+pub async fn run(
+    config: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let service = DatabaseService::connect(&config.database)
+        .await
+        .map_err(StartError::Connect)?;
+    if config.migrate {
+        tracing::info!("applying pending migrations");
+        if let Err(err) = service.apply_migrations().await {
+            let _ = service.close().await;
+            return Err(StartError::Migrate(err));
+        }
+    }
+    let report = service.health().await;
+    if let Some(migrations) = report.migrations.as_ref().filter(|m| !m.pending.is_empty()) {
+        tracing::warn!(
+            pending = migrations.pending.len(),
+            "migrations are pending: /health answers 503 until they are applied \
+             (run with --migrate, API_MIGRATE=true, or `cargo run -p migration -- up`)"
+        );
+    }
+    let app = match Application::bind(config.addr, service.clone()).await {
+        Ok(app) => app,
+        Err(source) => {
+            let _ = service.close().await;
+            return Err(StartError::Bind {
+                addr: config.addr,
+                source,
+            });
+        }
+    };
+    tracing::info!("listening on http://{}", app.local_addr());
+    app.run_until(shutdown).await.map_err(StartError::Serve)?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`: requests,
+/// start-up, shutdown; with `DB_ECHO=true` also every statement, target `sqlx::query`).
+pub fn init_tracing() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .try_init();
+}

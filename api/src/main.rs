@@ -1,0 +1,43 @@
+//! `cargo run -p api [-- --migrate]`: serves the API on `API_ADDR` (default 127.0.0.1:3000)
+//! over `DATABASE_URL` (default: the embedded SQLite file `data/db.sqlite`) until Ctrl-C or
+//! SIGTERM. See `api --help`.
+
+use std::process::ExitCode;
+
+use api::Invocation;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // `.env` first: it may set DATABASE_URL, API_ADDR, RUST_LOG, ...
+    let dotenv = dotenvy::dotenv();
+    api::init_tracing();
+    if let Err(err) = dotenv
+        && !err.not_found()
+    {
+        tracing::error!("cannot read .env: {err}");
+        return ExitCode::FAILURE;
+    }
+    let config = match Invocation::from_env(std::env::args().skip(1)) {
+        Ok(Invocation::Serve(config)) => config,
+        Ok(Invocation::Help) => {
+            print_usage();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    match api::run(*config, api::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)] // the usage text is the command's output
+fn print_usage() {
+    print!("{}", api::config::USAGE);
+}
