@@ -1,21 +1,47 @@
-//! The migrator's command line: `cargo run -p migration -- <command>`, which is also what
-//! `sea-orm-cli migrate <command>` runs.
+//! The migrator's command line: `cargo run -p migration -- <command>` (`cargo migrate
+//! <command>`), which is also what `sea-orm-cli migrate <command>` runs.
 //!
 //! It accepts everything `sea_orm_migration::cli` does (`-u/--database-url`,
 //! `-s/--database-schema`, `-v`, and the subcommands `up -n`, `down -n`, `status`, `fresh`,
-//! `refresh`, `reset`, `generate NAME`), so `sea-orm-cli` works unmodified. Unlike SeaORM's
-//! stock CLI it never panics on a missing `DATABASE_URL` (it uses the embedded SQLite default
-//! and says so), never prints the password, and `generate` writes into this crate wherever it is
-//! run from.
+//! `refresh`, `reset`, `generate NAME`), so `sea-orm-cli` works unmodified, and adds:
+//!
+//! * the migration lock, for every command that changes the schema (see [`crate::runner`]);
+//! * `up --to VERSION`, `down --to VERSION`, `down --all`;
+//! * guards: `fresh`, `refresh`, `reset` and `down --all` refuse to run without `--force` (or
+//!   `MIGRATION_FORCE=1`, the way through `sea-orm-cli`, which forwards only `-n` and `-v`), or
+//!   a typed `yes` on a terminal, and say what they would drop;
+//! * `status --json`, with exit codes a deploy script can gate on (see [`exit_code`]);
+//! * `schema`, the catalog snapshot used by the drift check.
+//!
+//! It never panics on a missing `DATABASE_URL` (it uses the embedded SQLite default and says
+//! so), never prints the password, and `generate` writes into this crate wherever it is run
+//! from.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use sea_orm_migration::sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
+use clap::{Args, Parser, Subcommand};
+use sea_orm_migration::sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, Statement};
 
-use crate::database_url::{UrlSource, redact};
-use crate::{MigrationStatus, Migrator, MigratorTrait};
+use crate::connect::ConnectError;
+use crate::database_url::{UrlSource, redact, sqlite_file};
+use crate::runner::{self, DownTo, MigrateError, UpTo};
+use crate::{ConnectionTrait, MigrationStatus, Migrator};
+
+/// Exit codes of the migrator, for scripts.
+pub mod exit_code {
+    /// Done; for `status --json`: every migration applied, none unknown.
+    pub const OK: u8 = 0;
+    /// The command failed (the reason is on stderr).
+    pub const FAILED: u8 = 1;
+    /// The arguments were invalid (clap's usage error).
+    pub const USAGE: u8 = 2;
+    /// `status --json`: migrations are pending.
+    pub const PENDING: u8 = 3;
+    /// `status --json`: the database records migrations this build does not know.
+    pub const UNKNOWN: u8 = 4;
+}
 
 /// The migrator's arguments.
 #[derive(Debug, Parser)]
@@ -43,9 +69,21 @@ pub struct Cli {
     )]
     pub database_url: Option<String>,
 
+    /// Seconds to wait for another migrator to finish (PostgreSQL advisory lock).
+    #[arg(long, global = true, env = "MIGRATION_LOCK_TIMEOUT", default_value_t = runner::DEFAULT_LOCK_TIMEOUT.as_secs())]
+    pub lock_timeout: u64,
+
     /// What to do (default: `up`).
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Lifts the guard of a destructive command.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Args)]
+pub struct Force {
+    /// Run without asking. Through sea-orm-cli, set MIGRATION_FORCE=1 instead.
+    #[arg(long, env = "MIGRATION_FORCE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub force: bool,
 }
 
 /// The migrator's subcommands.
@@ -62,29 +100,54 @@ pub enum Command {
         #[arg(long)]
         local_time: bool,
     },
-    /// Drop every table, then apply all migrations.
-    Fresh,
-    /// Roll back all applied migrations, then apply all migrations.
-    Refresh,
-    /// Roll back all applied migrations.
-    Reset,
-    /// List every migration as applied or pending, and any unknown to this code.
-    Status,
+    /// Drop every table, then apply all migrations (needs --force).
+    Fresh {
+        #[command(flatten)]
+        force: Force,
+    },
+    /// Roll back all applied migrations, then apply all migrations (needs --force).
+    Refresh {
+        #[command(flatten)]
+        force: Force,
+    },
+    /// Roll back all applied migrations and drop the migrations table (needs --force).
+    Reset {
+        #[command(flatten)]
+        force: Force,
+    },
+    /// List every migration as applied or pending, and any unknown to this build.
+    Status {
+        /// Print one JSON document; exit 0 when up to date, 3 when migrations are pending,
+        /// 4 when the database has migrations this build does not know.
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply pending migrations.
     Up {
         /// Apply only the next N pending migrations.
-        #[arg(short = 'n', long)]
+        #[arg(short = 'n', long, conflicts_with = "to")]
         num: Option<u32>,
+        /// Apply pending migrations up to and including VERSION.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// Roll back applied migrations (one unless told otherwise).
+    Down {
+        /// Roll back the last N applied migrations.
+        #[arg(short = 'n', long, default_value_t = 1, conflicts_with_all = ["to", "all"])]
+        num: u32,
+        /// Roll back every migration applied after VERSION (VERSION stays applied).
+        #[arg(long, value_name = "VERSION", conflicts_with = "all")]
+        to: Option<String>,
+        /// Roll back every applied migration (needs --force).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        force: Force,
     },
     /// Print the schema (tables, columns, constraints, indexes, triggers, functions) in a
     /// stable order: the snapshot `scripts/schema-drift` compares with `migration/schema.txt`.
     Schema,
-    /// Roll back applied migrations (one unless told otherwise).
-    Down {
-        /// Roll back the last N applied migrations.
-        #[arg(short = 'n', long, default_value_t = 1)]
-        num: u32,
-    },
 }
 
 /// Errors of a migrator run, each saying what was being attempted.
@@ -101,14 +164,28 @@ pub enum CliError {
     },
     /// The database could not be reached.
     #[error(transparent)]
-    Connect(crate::connect::ConnectError),
+    Connect(ConnectError),
     /// A migration command failed.
     #[error("`{command}` failed: {source}")]
     Migrate {
         /// The command.
         command: &'static str,
         /// The cause.
-        source: DbErr,
+        source: MigrateError,
+    },
+    /// A destructive command was not confirmed.
+    #[error(
+        "refusing to run `{command}` without --force: it {plan}. Pass --force to go ahead{}",
+        if command.starts_with("down") { String::new() } else {
+            format!(" (through sea-orm-cli, which does not forward --force: \
+                     MIGRATION_FORCE=1 sea-orm-cli migrate {command})")
+        }
+    )]
+    NotConfirmed {
+        /// The command.
+        command: &'static str,
+        /// What it would do.
+        plan: String,
     },
     /// `generate` failed.
     #[error("cannot generate the migration: {0}")]
@@ -119,7 +196,7 @@ pub enum CliError {
 }
 
 /// Entry point of the `migration` binary: loads `.env`, parses the arguments, runs, and turns
-/// the outcome into an exit status (errors go to stderr).
+/// the outcome into an exit status (errors go to stderr, one line).
 #[must_use]
 pub fn main() -> ExitCode {
     // `.env` first, so `DATABASE_URL` from it is seen by the argument parser.
@@ -127,33 +204,33 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             tracing::error!("{err}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code::FAILED)
         }
     }
 }
 
-/// Runs one migrator command.
+/// Runs one migrator command and returns its exit code.
 ///
 /// # Errors
 ///
 /// A [`CliError`] naming what failed.
-pub fn run(cli: Cli) -> Result<(), CliError> {
-    let command = cli.command.clone().unwrap_or(Command::Up { num: None });
+pub fn run(cli: Cli) -> Result<u8, CliError> {
+    let command = cli.command.clone().unwrap_or(Command::Up {
+        num: None,
+        to: None,
+    });
     if let Command::Generate {
         migration_name,
         local_time,
         ..
     } = &command
     {
-        return sea_orm_cli::run_migrate_generate(
-            env!("CARGO_MANIFEST_DIR"),
-            migration_name,
-            !local_time,
-        )
-        .map_err(|err| CliError::Generate(err.to_string()));
+        sea_orm_cli::run_migrate_generate(env!("CARGO_MANIFEST_DIR"), migration_name, !local_time)
+            .map_err(|err| CliError::Generate(err.to_string()))?;
+        return Ok(exit_code::OK);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -161,7 +238,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         .map_err(CliError::Runtime)?;
     runtime.block_on(async {
         let db = connect(&cli).await?;
-        let outcome = execute(&db, &command).await;
+        let lock_timeout = Duration::from_secs(cli.lock_timeout);
+        let outcome = execute(&db, &command, lock_timeout).await;
         let _ = db.close().await;
         outcome
     })
@@ -181,17 +259,19 @@ async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
         UrlSource::Configured(url) => tracing::info!("Connecting to {}", redact(url)),
     }
     source.prepare().map_err(|source| CliError::PrepareSqlite {
-        path: crate::database_url::sqlite_file(&url)
+        path: sqlite_file(&url)
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
         source,
     })?;
 
-    let mut options = ConnectOptions::new(url.clone());
+    let mut options = ConnectOptions::new(url);
     options
-        // Migrations run one after another; one connection is all the migrator needs.
+        // One session for the whole run, never recycled: the migration lock is held by it.
         .max_connections(1)
         .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(cli.verbose)
@@ -206,47 +286,225 @@ async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
         .map_err(CliError::Connect)
 }
 
-async fn execute(db: &DatabaseConnection, command: &Command) -> Result<(), CliError> {
+async fn execute(
+    db: &DatabaseConnection,
+    command: &Command,
+    lock_timeout: Duration,
+) -> Result<u8, CliError> {
     let failed = |command: &'static str| move |source| CliError::Migrate { command, source };
     match command {
-        Command::Up { num } => Migrator::up(db, *num).await.map_err(failed("up")),
-        Command::Down { num } => Migrator::down(db, Some(*num)).await.map_err(failed("down")),
-        Command::Fresh => Migrator::fresh(db).await.map_err(failed("fresh")),
-        Command::Refresh => Migrator::refresh(db).await.map_err(failed("refresh")),
-        Command::Reset => Migrator::reset(db).await.map_err(failed("reset")),
-        Command::Status => {
-            let status = crate::status::<Migrator, _>(db)
+        Command::Up { num, to } => {
+            let target = match (num, to) {
+                (_, Some(version)) => UpTo::Version(version.clone()),
+                (Some(n), None) => UpTo::Steps(*n),
+                (None, None) => UpTo::Latest,
+            };
+            runner::up::<Migrator>(db, target, lock_timeout)
                 .await
-                .map_err(failed("status"))?;
-            print_status(&status);
-            Ok(())
+                .map_err(failed("up"))?;
+        }
+        Command::Down {
+            num,
+            to,
+            all,
+            force,
+        } => {
+            let target = match (to, all) {
+                (_, true) => {
+                    confirm(db, "down --all", *force).await?;
+                    DownTo::Nothing
+                }
+                (Some(version), false) => DownTo::Version(version.clone()),
+                (None, false) => DownTo::Steps(*num),
+            };
+            runner::down::<Migrator>(db, target, lock_timeout)
+                .await
+                .map_err(failed("down"))?;
+        }
+        Command::Fresh { force } => {
+            confirm(db, "fresh", *force).await?;
+            runner::fresh::<Migrator>(db, lock_timeout)
+                .await
+                .map_err(failed("fresh"))?;
+        }
+        Command::Refresh { force } => {
+            confirm(db, "refresh", *force).await?;
+            runner::refresh::<Migrator>(db, lock_timeout)
+                .await
+                .map_err(failed("refresh"))?;
+        }
+        Command::Reset { force } => {
+            confirm(db, "reset", *force).await?;
+            runner::reset::<Migrator>(db, lock_timeout)
+                .await
+                .map_err(failed("reset"))?;
+        }
+        Command::Status { json } => {
+            let status = read_status(db).await?;
+            if *json {
+                print_stdout(&status_json(&status));
+                return Ok(if !status.unknown.is_empty() {
+                    exit_code::UNKNOWN
+                } else if !status.pending.is_empty() {
+                    exit_code::PENDING
+                } else {
+                    exit_code::OK
+                });
+            }
+            print_stdout(&status_text(&status));
         }
         Command::Schema => {
-            let dump = crate::schema_dump(db).await.map_err(failed("schema"))?;
+            let dump = crate::schema_dump(db)
+                .await
+                .map_err(|source| CliError::Migrate {
+                    command: "schema",
+                    source: MigrateError::Database {
+                        operation: "read the catalog",
+                        source,
+                    },
+                })?;
             print_stdout(&dump);
-            Ok(())
         }
-        Command::Generate { .. } => Ok(()),
+        Command::Generate { .. } => {}
     }
+    Ok(exit_code::OK)
 }
 
-#[allow(clippy::print_stdout)] // the status listing is the command's output
-fn print_status(status: &MigrationStatus) {
+async fn read_status(db: &DatabaseConnection) -> Result<MigrationStatus, CliError> {
+    crate::status::<Migrator, _>(db)
+        .await
+        .map_err(|source| CliError::Migrate {
+            command: "status",
+            source: MigrateError::Database {
+                operation: "read the migration status",
+                source,
+            },
+        })
+}
+
+/// Lets a destructive command through when forced, or when a person at a terminal types `yes`
+/// after reading what it would do.
+async fn confirm(
+    db: &DatabaseConnection,
+    command: &'static str,
+    force: Force,
+) -> Result<(), CliError> {
+    if force.force {
+        return Ok(());
+    }
+    let plan = describe(db, command).await?;
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let mut stderr = std::io::stderr();
+        let _ = write!(
+            stderr,
+            "`{command}` {plan}.\nType yes to continue, anything else to stop: "
+        );
+        let _ = stderr.flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() == "yes" {
+            return Ok(());
+        }
+    }
+    Err(CliError::NotConfirmed { command, plan })
+}
+
+/// What a destructive command would do to this database, in words.
+async fn describe(db: &DatabaseConnection, command: &str) -> Result<String, CliError> {
+    let applied: Vec<String> = read_status(db)
+        .await?
+        .applied
+        .into_iter()
+        .map(|a| a.version)
+        .collect();
+    let applied = if applied.is_empty() {
+        "none are applied".to_owned()
+    } else {
+        applied.join(", ")
+    };
+    Ok(match command {
+        "fresh" => {
+            let tables = tables(db).await.unwrap_or_default();
+            format!(
+                "drops every table of the database ({}), with all their data, then applies \
+                 every migration",
+                if tables.is_empty() {
+                    "there are none".to_owned()
+                } else {
+                    tables.join(", ")
+                }
+            )
+        }
+        "refresh" => format!(
+            "rolls back every applied migration ({applied}), dropping the tables they created \
+             with all their data, then applies every migration again"
+        ),
+        "reset" => format!(
+            "rolls back every applied migration ({applied}), dropping the tables they created \
+             with all their data, and drops the migrations table"
+        ),
+        _ => format!(
+            "rolls back every applied migration ({applied}), dropping the tables they created \
+             with all their data"
+        ),
+    })
+}
+
+async fn tables(db: &DatabaseConnection) -> Result<Vec<String>, sea_orm_migration::DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"
+        }
+        _ => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY 1"
+        }
+    };
+    db.query_all_raw(Statement::from_string(backend, sql))
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect()
+}
+
+fn status_text(status: &MigrationStatus) -> String {
+    let mut out = String::new();
     for applied in &status.applied {
-        println!("applied  {}", applied.version);
+        out.push_str(&format!("applied  {}\n", applied.version));
     }
     for pending in &status.pending {
-        println!("pending  {pending}");
+        out.push_str(&format!("pending  {pending}\n"));
     }
     for unknown in &status.unknown {
-        println!(
-            "unknown  {}  (recorded in the database, missing from this code)",
+        out.push_str(&format!(
+            "unknown  {}  (recorded in the database, missing from this build)\n",
             unknown.version
-        );
+        ));
     }
+    out
 }
 
-#[allow(clippy::print_stdout)] // the dump is the command's output
+fn status_json(status: &MigrationStatus) -> String {
+    let applied_at = |secs: i64| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    let recorded = |list: &[crate::AppliedMigration]| {
+        list.iter()
+            .map(|m| serde_json::json!({ "version": m.version, "applied_at": applied_at(m.applied_at) }))
+            .collect::<Vec<_>>()
+    };
+    let document = serde_json::json!({
+        "up_to_date": status.is_up_to_date(),
+        "applied": recorded(&status.applied),
+        "pending": status.pending.iter().map(|v| serde_json::json!({ "version": v })).collect::<Vec<_>>(),
+        "unknown": recorded(&status.unknown),
+    });
+    format!("{document}\n")
+}
+
+#[allow(clippy::print_stdout)] // the listing, JSON document or dump is the command's output
 fn print_stdout(text: &str) {
     print!("{text}");
 }
@@ -262,6 +520,7 @@ fn init_tracing(verbose: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(verbose)
         .without_time()
         .try_init();

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod connect;
 pub mod data;
 pub mod database_url;
+pub mod runner;
 mod schema_dump;
 mod status;
 pub mod timestamps;

@@ -142,16 +142,22 @@ impl DatabaseService {
         self.inner.db.get_database_backend()
     }
 
-    /// Applies every pending migration (what `cargo run -p migration -- up` does), for
-    /// services that migrate at start-up.
+    /// Applies every pending migration (what `cargo migrate up` does), for services that
+    /// migrate at start-up. On PostgreSQL it holds the migration advisory lock for the run (on a
+    /// session of its own), so replicas starting together apply each migration once: the others
+    /// wait, then find nothing pending. Returns the names of the migrations applied.
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] naming the failed migration, or [`Error::Unavailable`].
-    pub async fn apply_migrations(&self) -> Result<()> {
-        Migrator::up(&self.inner.db, None)
-            .await
-            .map_err(|err| Error::from_db("apply migrations", err))
+    /// [`Error::Migration`] naming the failed migration, unknown applied migrations, or a lock
+    /// timeout.
+    pub async fn apply_migrations(&self) -> Result<Vec<String>> {
+        Ok(migration::runner::up::<Migrator>(
+            &self.inner.db,
+            migration::runner::UpTo::Latest,
+            migration::runner::DEFAULT_LOCK_TIMEOUT,
+        )
+        .await?)
     }
 
     /// A full health report: reachability, round-trip latency, pool usage, migrations applied,

@@ -47,6 +47,9 @@ pub enum Error {
     /// (wrong password, unknown database, bad URL).
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// Applying migrations failed (the error names the migration and the cause).
+    #[error(transparent)]
+    Migration(#[from] migration::runner::MigrateError),
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),

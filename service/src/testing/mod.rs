@@ -8,6 +8,8 @@
 //! * [`TestTransaction`] — a transaction that is always rolled back (the Python template's
 //!   `db_session` fixture): whatever the test writes through it is gone afterwards, even if the
 //!   code under test "commits" (a nested `begin()` on it is a savepoint).
+//! * [`TestCluster`] — a PostgreSQL cluster of a test's own (stop, restart, password
+//!   authentication) without touching the shared server.
 //! * [`FaultProxy`] — a TCP proxy that makes the PostgreSQL server refuse, hang or come back,
 //!   for tests of outages.
 //!
@@ -33,6 +35,7 @@
 //! }
 //! ```
 
+mod cluster;
 mod postgres;
 mod proxy;
 mod transaction;
@@ -47,6 +50,7 @@ use sea_orm::DatabaseConnection;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::database::DatabaseService;
 
+pub use cluster::TestCluster;
 pub use proxy::FaultProxy;
 pub use transaction::TestTransaction;
 

@@ -1,8 +1,6 @@
 //! The PostgreSQL side of test support: finding a server, the migrated template, creating and
 //! dropping per-test databases, sweeping leftovers.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -10,6 +8,7 @@ use migration::database_url::redact;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
+use super::cluster::TestCluster;
 use super::{block_on_own_runtime, unix_now};
 
 /// Per-test databases are named `db_test_<unix seconds>_<pid>_<n>`.
@@ -107,8 +106,14 @@ async fn find_server() -> Result<String, String> {
         }
         Err(err) => err.to_string(),
     };
-    match PrivateCluster::start() {
-        Ok(url) => Ok(url),
+    match TestCluster::try_start(None) {
+        Ok(cluster) => {
+            let url = cluster.admin_url();
+            eprintln!("tests: started a private PostgreSQL cluster at {url}");
+            // Shared by the whole test binary: a watchdog removes it when the binary exits.
+            cluster.remove_when_process_exits()?;
+            Ok(url)
+        }
         Err(cluster_error) => Err(format!(
             "no PostgreSQL server for the tests. Provide one of:\n\
              \x20 1. TEST_DATABASE_URL=postgres://user:password@host:port/postgres (a user that may create databases);\n\
@@ -275,164 +280,4 @@ fn database_url(admin: &str, name: &str) -> String {
         }
         Err(_) => panic!("TEST_DATABASE_URL is not a URL: {}", redact(admin)),
     }
-}
-
-/// A throw-away cluster started from the local PostgreSQL installation, for machines where no
-/// server runs. A watchdog process stops it and removes its folder when the test binary exits
-/// (however it exits).
-struct PrivateCluster;
-
-impl PrivateCluster {
-    fn start() -> Result<String, String> {
-        let bin = find_postgres_bin()?;
-        let dir = std::env::temp_dir().join(format!(
-            "db_test_cluster_{}_{}",
-            std::process::id(),
-            unix_now()
-        ));
-        let data = dir.join("data");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        // initdb and the server refuse to run as root: run them as `postgres` then.
-        let as_root = is_root();
-        if as_root {
-            run(
-                Command::new("chown").arg("postgres").arg(&dir),
-                "chown the cluster folder",
-            )?;
-        }
-        let tool = |program: &str| {
-            let mut command = if as_root {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(bin.join(program));
-                c
-            } else {
-                Command::new(bin.join(program))
-            };
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            command
-        };
-        run(
-            tool("initdb").arg("-D").arg(&data).args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ]),
-            "initdb",
-        )?;
-        let port = free_port()?;
-        let log = dir.join("server.log");
-        let started = run(
-            tool("pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t", "60", "-o"])
-                .arg(format!(
-                    "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
-                     -c synchronous_commit=off -c full_page_writes=off",
-                    dir.display()
-                ))
-                .arg("start"),
-            "pg_ctl start",
-        );
-        if let Err(err) = started {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(format!("{err}\n{log}"));
-        }
-        spawn_watchdog(&bin, &data, &dir, as_root)?;
-        eprintln!(
-            "tests: started a private PostgreSQL cluster on 127.0.0.1:{port} in {}",
-            dir.display()
-        );
-        Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-    }
-}
-
-/// Waits for this process to exit, then stops the cluster and removes its folder.
-fn spawn_watchdog(bin: &Path, data: &Path, dir: &Path, as_root: bool) -> Result<(), String> {
-    let pg_ctl = bin.join("pg_ctl");
-    let stop = format!(
-        "{}'{}' -D '{}' -m immediate stop",
-        if as_root {
-            "runuser -u postgres -- "
-        } else {
-            ""
-        },
-        pg_ctl.display(),
-        data.display()
-    );
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf '{}'",
-        dir.display(),
-        pid = std::process::id()
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(|_| ())
-        .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))
-}
-
-fn run(command: &mut Command, what: &str) -> Result<(), String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("{what}: cannot run: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-fn find_postgres_bin() -> Result<PathBuf, String> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
-    });
-    if let Some(dir) = on_path {
-        return Ok(dir);
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|_| "initdb is not on PATH and /usr/lib/postgresql does not exist".to_owned())?
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_string_lossy().parse().ok()?;
-            let bin = entry.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .ok_or_else(|| "no initdb under /usr/lib/postgresql/*/bin".to_owned())
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }

@@ -1,0 +1,508 @@
+//! Running migrations safely: one migrator at a time, every failure named, guarded targets.
+//!
+//! SeaORM's migrator runs each migration in a transaction but takes no lock, so two processes
+//! running `up` at once (two replicas starting, a deploy job and a developer) race: both see the
+//! same migration pending and the second fails half-way or applies it twice. Here every command
+//! that changes the schema holds a PostgreSQL session-level advisory lock
+//! ([`MIGRATION_LOCK_KEY`]) for its whole run:
+//!
+//! * it is taken on one dedicated session (a pool of exactly one connection, so every
+//!   statement of the run, and the unlock, use the session that holds the lock);
+//! * a second migrator waits for it, logging that it is waiting, for at most the lock timeout;
+//! * once it has the lock, the migrator reads what is pending *then*, so the second of two
+//!   concurrent `up`s finds nothing left to do;
+//! * it is released on every exit path: explicitly after the run, and by the server when the
+//!   session ends (a crashed or killed migrator cannot leave it behind).
+//!
+//! SQLite has no advisory locks; there each migration runs in a `BEGIN IMMEDIATE` transaction
+//! that first re-reads what is pending. The immediate transaction takes SQLite's write lock at
+//! once, so concurrent migrators take turns migration by migration (waiting up to SQLite's busy
+//! timeout, 5 s) and skip what another one already applied; one that waits longer gives up
+//! with "database is locked", having changed nothing. (`fresh` runs as SeaORM's does: SQLite
+//! ignores `PRAGMA foreign_keys` inside a transaction.)
+//!
+//! Every migration runs in its own transaction (all migrations of this crate set
+//! `use_transaction`), so one that fails leaves neither schema changes nor a record behind, and
+//! the error names it.
+
+use std::time::{Duration, Instant};
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{
+    DatabaseConnection, DatabaseExecutor, DatabaseTransaction, DbBackend, SqliteTransactionMode,
+    SqlxPostgresConnector, Statement, TransactionOptions, TransactionTrait, sqlx,
+};
+
+use crate::MigrationStatus;
+
+/// The advisory lock key: FNV-1a (64 bit) of the migrations table's name, `seaql_migrations`,
+/// as a signed integer: `SELECT pg_advisory_lock(426561254407358603)`. Any tool that wants to
+/// wait for migrations can take the same lock.
+pub const MIGRATION_LOCK_KEY: i64 = fnv1a(b"seaql_migrations").cast_signed();
+
+/// How long a migrator waits for another one to finish, by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How far `up` goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpTo {
+    /// Every pending migration.
+    Latest,
+    /// The next N pending migrations.
+    Steps(u32),
+    /// Up to and including this version (nothing if it is already applied).
+    Version(String),
+}
+
+/// How far `down` goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownTo {
+    /// The last N applied migrations.
+    Steps(u32),
+    /// Everything applied after this version, which stays applied.
+    Version(String),
+    /// Every applied migration.
+    Nothing,
+}
+
+/// Why a migration command did not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// A migration failed; its transaction was rolled back, so neither its changes nor its
+    /// record remain.
+    #[error("migration {migration} failed ({direction}); nothing of it was applied: {source}")]
+    Failed {
+        /// The migration's name.
+        migration: String,
+        /// `up` or `down`.
+        direction: &'static str,
+        /// The database's error.
+        source: DbErr,
+    },
+    /// The database records migrations this build does not have (applied by a newer or
+    /// different build); running would act on a schema this code does not know.
+    #[error(
+        "the database has migrations this build does not know: {}; deploy the build that has \
+         them, or remove their rows from seaql_migrations if they were abandoned",
+        versions.join(", ")
+    )]
+    UnknownApplied {
+        /// Their names.
+        versions: Vec<String>,
+    },
+    /// `--to` names no migration of this build.
+    #[error("no migration named {0} in this build (see `status`)")]
+    NoSuchMigration(String),
+    /// `down --to` names a migration that is not applied.
+    #[error("migration {0} is not applied, so there is nothing to roll back to")]
+    NotApplied(String),
+    /// Another migrator held the lock for longer than the timeout.
+    #[error(
+        "timed out after {} s waiting for the migration lock: another migrator is still running \
+         (advisory lock {MIGRATION_LOCK_KEY})",
+        .0.as_secs()
+    )]
+    LockTimeout(Duration),
+    /// A database error outside any one migration (reading the status, the lock, dropping).
+    #[error("cannot {operation}: {source}")]
+    Database {
+        /// What was being done.
+        operation: &'static str,
+        /// The database's error.
+        source: DbErr,
+    },
+}
+
+/// Where one step of a run executes: the locked session (PostgreSQL), an immediate transaction
+/// (SQLite), or the plain connection (SQLite `fresh`).
+#[derive(Clone, Copy)]
+enum Session<'a> {
+    Connection(&'a DatabaseConnection),
+    Transaction(&'a DatabaseTransaction),
+}
+
+impl<'a> Session<'a> {
+    fn exec(self) -> DatabaseExecutor<'a> {
+        match self {
+            Self::Connection(c) => c.into(),
+            Self::Transaction(t) => t.into(),
+        }
+    }
+}
+
+fn db_err(operation: &'static str) -> impl FnOnce(DbErr) -> MigrateError {
+    move |source| MigrateError::Database { operation, source }
+}
+
+/// Applies pending migrations of `M` up to `target`, holding the migration lock, and returns
+/// the names of those it applied. `db` may be any connection (a service's pool): on PostgreSQL
+/// a dedicated session is opened for the run.
+///
+/// # Errors
+///
+/// [`MigrateError`] naming the failing migration, an unknown target, unknown applied
+/// migrations, or a lock timeout.
+pub async fn up<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    target: UpTo,
+    lock_timeout: Duration,
+) -> Result<Vec<String>, MigrateError> {
+    with_lock(db, lock_timeout, async |conn| {
+        up_locked::<M>(conn, &target).await
+    })
+    .await
+}
+
+/// Rolls back applied migrations of `M` down to `target`, holding the migration lock, and
+/// returns the names of those rolled back, newest first.
+///
+/// # Errors
+///
+/// As for [`up`]; [`MigrateError::NotApplied`] when the target is not applied.
+pub async fn down<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    target: DownTo,
+    lock_timeout: Duration,
+) -> Result<Vec<String>, MigrateError> {
+    with_lock(db, lock_timeout, async |conn| {
+        down_locked::<M>(conn, &target).await
+    })
+    .await
+}
+
+/// Rolls back every applied migration, then applies them all again (`refresh`), under one hold
+/// of the lock.
+///
+/// # Errors
+///
+/// As for [`up`] and [`down`].
+pub async fn refresh<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    lock_timeout: Duration,
+) -> Result<(), MigrateError> {
+    with_lock(db, lock_timeout, async |conn| {
+        down_locked::<M>(conn, &DownTo::Nothing).await?;
+        up_locked::<M>(conn, &UpTo::Latest).await.map(|_| ())
+    })
+    .await
+}
+
+/// Rolls back every applied migration and drops the migrations table (`reset`).
+///
+/// # Errors
+///
+/// As for [`down`].
+pub async fn reset<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    lock_timeout: Duration,
+) -> Result<(), MigrateError> {
+    with_lock(db, lock_timeout, async |conn| {
+        down_locked::<M>(conn, &DownTo::Nothing).await?;
+        M::uninstall(conn)
+            .await
+            .map_err(db_err("drop the migrations table"))
+    })
+    .await
+}
+
+/// Drops every table (and, on PostgreSQL, every type) of the schema, then applies every
+/// migration (`fresh`).
+///
+/// # Errors
+///
+/// As for [`up`].
+pub async fn fresh<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    lock_timeout: Duration,
+) -> Result<(), MigrateError> {
+    with_lock(db, lock_timeout, async |conn| {
+        M::fresh(conn)
+            .await
+            .map_err(db_err("drop everything and re-apply the migrations"))
+    })
+    .await
+}
+
+async fn up_locked<M: MigratorTrait>(
+    conn: &DatabaseConnection,
+    target: &UpTo,
+) -> Result<Vec<String>, MigrateError> {
+    let status = step(conn, async |session| checked_status::<M>(session).await).await?;
+    let count = match target {
+        UpTo::Latest => status.pending.len(),
+        UpTo::Steps(n) => status.pending.len().min(*n as usize),
+        UpTo::Version(version) => {
+            if let Some(i) = status.pending.iter().position(|p| p == version) {
+                i + 1
+            } else if status.applied.iter().any(|a| &a.version == version) {
+                tracing::info!("{version} is already applied");
+                0
+            } else {
+                return Err(MigrateError::NoSuchMigration(version.clone()));
+            }
+        }
+    };
+    if count == 0 {
+        tracing::info!("No pending migrations to apply");
+    }
+    let mut applied = Vec::with_capacity(count);
+    for name in status.pending.into_iter().take(count) {
+        let ran = step(conn, async |session| {
+            // Read again inside the step: on SQLite another migrator may have applied it.
+            let now = checked_status::<M>(session).await?;
+            if now.pending.first() != Some(&name) {
+                return Ok(false);
+            }
+            M::up(session.exec(), Some(1))
+                .await
+                .map_err(|source| MigrateError::Failed {
+                    migration: name.clone(),
+                    direction: "up",
+                    source,
+                })?;
+            Ok(true)
+        })
+        .await?;
+        if ran {
+            applied.push(name);
+        }
+    }
+    Ok(applied)
+}
+
+async fn down_locked<M: MigratorTrait>(
+    conn: &DatabaseConnection,
+    target: &DownTo,
+) -> Result<Vec<String>, MigrateError> {
+    let status = step(conn, async |session| checked_status::<M>(session).await).await?;
+    let applied = applied_in_code_order::<M>(&status);
+    let count = match target {
+        DownTo::Steps(n) => applied.len().min(*n as usize),
+        DownTo::Nothing => applied.len(),
+        DownTo::Version(version) => match applied.iter().position(|a| a == version) {
+            Some(i) => applied.len() - i - 1,
+            None if status.pending.contains(version) => {
+                return Err(MigrateError::NotApplied(version.clone()));
+            }
+            None => return Err(MigrateError::NoSuchMigration(version.clone())),
+        },
+    };
+    if count == 0 {
+        tracing::info!("No migrations to roll back");
+    }
+    let mut rolled_back = Vec::with_capacity(count);
+    for name in applied.into_iter().rev().take(count) {
+        let ran = step(conn, async |session| {
+            let now = checked_status::<M>(session).await?;
+            if applied_in_code_order::<M>(&now).last() != Some(&name) {
+                return Ok(false);
+            }
+            M::down(session.exec(), Some(1))
+                .await
+                .map_err(|source| MigrateError::Failed {
+                    migration: name.clone(),
+                    direction: "down",
+                    source,
+                })?;
+            Ok(true)
+        })
+        .await?;
+        if ran {
+            rolled_back.push(name);
+        }
+    }
+    Ok(rolled_back)
+}
+
+/// The applied migrations in the code's order (the order `down` undoes them in reverse).
+fn applied_in_code_order<M: MigratorTrait>(status: &MigrationStatus) -> Vec<String> {
+    M::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .filter(|name| status.applied.iter().any(|a| &a.version == name))
+        .collect()
+}
+
+async fn checked_status<M: MigratorTrait>(
+    session: Session<'_>,
+) -> Result<MigrationStatus, MigrateError> {
+    let status = crate::status::<M, _>(&session.exec())
+        .await
+        .map_err(db_err("read the migration status"))?;
+    if !status.unknown.is_empty() {
+        return Err(MigrateError::UnknownApplied {
+            versions: status.unknown.into_iter().map(|u| u.version).collect(),
+        });
+    }
+    Ok(status)
+}
+
+/// One step of a run: on SQLite an immediate transaction (it takes the write lock at once, so
+/// concurrent migrators take turns and each re-reads the status first); on PostgreSQL the
+/// locked session itself (each migration brings its own transaction).
+async fn step<T>(
+    conn: &DatabaseConnection,
+    work: impl AsyncFnOnce(Session<'_>) -> Result<T, MigrateError>,
+) -> Result<T, MigrateError> {
+    if conn.get_database_backend() != DbBackend::Sqlite {
+        return work(Session::Connection(conn)).await;
+    }
+    let transaction = conn
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .map_err(db_err("begin a migration step"))?;
+    match work(Session::Transaction(&transaction)).await {
+        Ok(value) => {
+            transaction
+                .commit()
+                .await
+                .map_err(db_err("commit a migration step"))?;
+            Ok(value)
+        }
+        Err(err) => {
+            let _ = transaction.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+/// Runs `work` on a single session holding the migration lock (PostgreSQL), or on `db` itself
+/// (SQLite, where [`step`] serialises instead).
+async fn with_lock<T>(
+    db: &DatabaseConnection,
+    timeout: Duration,
+    work: impl AsyncFnOnce(&DatabaseConnection) -> Result<T, MigrateError>,
+) -> Result<T, MigrateError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return work(db).await;
+    }
+    let (session, opened_here) = single_session(db).await?;
+    let outcome = async {
+        acquire(&session, timeout).await?;
+        let result = work(&session).await;
+        // Released explicitly here; if this fails (the connection died), the server has
+        // already released it with the session.
+        let _ = query_bool(&session, "SELECT pg_advisory_unlock($1)").await;
+        result
+    }
+    .await;
+    if opened_here {
+        let _ = session.close_by_ref().await;
+    }
+    outcome
+}
+
+/// A pool of exactly one connection, never recycled, with the same settings and search path as
+/// `db`'s pool: one session for the whole run. `true` when it was opened here (and must be
+/// closed after the run).
+async fn single_session(
+    db: &DatabaseConnection,
+) -> Result<(DatabaseConnection, bool), MigrateError> {
+    let pool = db.get_postgres_connection_pool();
+    let options = pool.options();
+    if options.get_max_connections() == 1
+        && options.get_idle_timeout().is_none()
+        && options.get_max_lifetime().is_none()
+    {
+        // Already a single session (the migrator CLI's connection).
+        return Ok((db.clone(), false));
+    }
+    let search_path = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SHOW search_path",
+        ))
+        .await
+        .map_err(db_err("read the search path"))?
+        .and_then(|row| row.try_get_by_index::<String>(0).ok());
+    let session_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(options.get_acquire_timeout())
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .map_err(|e| MigrateError::Database {
+            operation: "open a session for the migrations",
+            source: DbErr::Conn(sea_orm_migration::sea_orm::RuntimeErr::SqlxError(
+                std::sync::Arc::new(e),
+            )),
+        })?;
+    let session = SqlxPostgresConnector::from_sqlx_postgres_pool(session_pool);
+    if let Some(search_path) = search_path {
+        // SHOW returns the value already quoted as SET expects it.
+        session
+            .execute_unprepared(&format!("SET search_path TO {search_path}"))
+            .await
+            .map_err(db_err("set the search path"))?;
+    }
+    Ok((session, true))
+}
+
+async fn acquire(session: &DatabaseConnection, timeout: Duration) -> Result<(), MigrateError> {
+    let started = Instant::now();
+    let mut announced = false;
+    loop {
+        if query_bool(session, "SELECT pg_try_advisory_lock($1)").await? {
+            if announced {
+                tracing::info!(
+                    "Got the migration lock after {} ms",
+                    started.elapsed().as_millis()
+                );
+            }
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(MigrateError::LockTimeout(timeout));
+        }
+        if !announced {
+            tracing::warn!(
+                "Another migrator is running (it holds advisory lock {MIGRATION_LOCK_KEY}); \
+                 waiting up to {} s for it to finish",
+                timeout.as_secs()
+            );
+            announced = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn query_bool(session: &DatabaseConnection, sql: &str) -> Result<bool, MigrateError> {
+    let row = session
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [MIGRATION_LOCK_KEY.into()],
+        ))
+        .await
+        .map_err(db_err("use the migration lock"))?;
+    Ok(row
+        .and_then(|row| row.try_get_by_index::<bool>(0).ok())
+        .unwrap_or(false))
+}
+
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_key_is_the_documented_constant() {
+        assert_eq!(MIGRATION_LOCK_KEY, 426_561_254_407_358_603);
+    }
+}
