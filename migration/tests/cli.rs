@@ -1,0 +1,284 @@
+//! The migrator binary, as users and deploy scripts run it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output, Stdio};
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use service::testing::{TestBackend, TestCluster, TestDatabase};
+
+fn migrator(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_migration"));
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("MIGRATION_FORCE")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    command
+}
+
+fn run(url: &str, args: &[&str]) -> Output {
+    let mut full = vec!["-u", url];
+    full.extend_from_slice(args);
+    migrator(&full).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn count(db: &TestDatabase, sql: &str) -> i64 {
+    db.connection()
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn four_migrators_started_at_once_apply_each_migration_exactly_once() {
+    for round in 0..10 {
+        let db = TestDatabase::empty(TestBackend::Postgres).await;
+        let url = db.config().url.expose_secret();
+
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                migrator(&["-u", &url, "up"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<Output> = children
+            .into_iter()
+            .map(|child| child.wait_with_output().unwrap())
+            .collect();
+
+        for output in &outputs {
+            assert!(output.status.success(), "round {round}: {}", stderr(output));
+        }
+        assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 3);
+        assert_eq!(
+            count(&db, "SELECT count(DISTINCT version) FROM seaql_migrations").await,
+            3
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 'user_email_lower_key'"
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'user_set_updated_at'"
+            )
+            .await,
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn destructive_commands_refuse_without_force_and_say_what_they_would_drop() {
+    let db = TestDatabase::new(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+
+    for args in [
+        &["fresh"][..],
+        &["reset"][..],
+        &["refresh"][..],
+        &["down", "--all"][..],
+    ] {
+        let output = run(&url, args);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+        assert!(message.contains("refusing to run"), "{message}");
+        assert!(message.contains("--force"), "{message}");
+        assert!(
+            message.contains("user") || message.contains("m20261127_000001_create_user_table"),
+            "names what it would drop: {message}"
+        );
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 3);
+
+    let forced = run(&url, &["reset", "--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        )
+        .await,
+        0
+    );
+
+    // What sea-orm-cli users do: it forwards only -n and -v, so the guard is lifted by env.
+    let via_env = migrator(&["-u", &url, "fresh"])
+        .env("MIGRATION_FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(via_env.status.success(), "{}", stderr(&via_env));
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 3);
+}
+
+#[tokio::test]
+async fn status_json_reports_and_gates_with_its_exit_code() {
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+
+    let pending = run(&url, &["status", "--json"]);
+    let document: serde_json::Value = serde_json::from_slice(&pending.stdout).unwrap();
+    assert_eq!(pending.status.code(), Some(3));
+    assert_eq!(document["pending"].as_array().unwrap().len(), 3);
+    assert_eq!(document["up_to_date"], false);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'seaql_migrations'"
+        )
+        .await,
+        0,
+        "status wrote nothing"
+    );
+
+    assert!(run(&url, &["up"]).status.success());
+    let current = run(&url, &["status", "--json"]);
+    let document: serde_json::Value = serde_json::from_slice(&current.stdout).unwrap();
+    assert_eq!(current.status.code(), Some(0));
+    assert_eq!(document["applied"].as_array().unwrap().len(), 3);
+    assert!(
+        document["applied"][0]["applied_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+
+    db.connection()
+        .execute_unprepared(
+            "INSERT INTO seaql_migrations VALUES ('m20991231_000000_from_the_future', 0)",
+        )
+        .await
+        .unwrap();
+    let unknown = run(&url, &["status", "--json"]);
+    let document: serde_json::Value = serde_json::from_slice(&unknown.stdout).unwrap();
+    assert_eq!(unknown.status.code(), Some(4));
+    assert_eq!(
+        document["unknown"][0]["version"],
+        "m20991231_000000_from_the_future"
+    );
+    let text = run(&url, &["status"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("unknown  m20991231_000000_from_the_future")
+    );
+    let up = run(&url, &["up"]);
+    assert_eq!(up.status.code(), Some(1));
+    assert!(stderr(&up).contains("m20991231_000000_from_the_future"));
+}
+
+#[tokio::test]
+async fn up_and_down_take_a_target_version() {
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+
+    let up = run(
+        &url,
+        &["up", "--to", "m20261127_000002_lowercase_user_emails"],
+    );
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 2);
+
+    let down = run(
+        &url,
+        &["down", "--to", "m20261127_000001_create_user_table"],
+    );
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 1);
+
+    let bad = run(&url, &["up", "--to", "m20000101_000000_nope"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("no migration named m20000101_000000_nope"));
+
+    let one = run(&url, &["down"]);
+    assert!(one.status.success());
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 0);
+}
+
+#[tokio::test]
+async fn connection_failures_are_one_line_naming_the_cause_without_the_password() {
+    let cluster = TestCluster::start_with_password("s3cret-pw");
+    let port = cluster.port();
+    let unused_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cases = [
+        (
+            format!("postgres://postgres:wrong-s3cret@127.0.0.1:{port}/postgres"),
+            "authentication failed",
+        ),
+        (
+            format!("postgres://postgres:s3cret-pw@127.0.0.1:{port}/no_such_db"),
+            "database does not exist",
+        ),
+        (
+            format!("postgres://postgres:s3cret-pw@127.0.0.1:{unused_port}/postgres"),
+            "connection refused",
+        ),
+        (
+            "postgres://postgres:s3cret-pw@no-such-host.invalid/postgres".to_owned(),
+            "unknown host",
+        ),
+        (
+            "postgres://postgres:s3cret-pw@[::1/postgres".to_owned(),
+            "invalid database URL",
+        ),
+    ];
+    for (url, expected) in cases {
+        let output = run(&url, &["status"]);
+        let message = stderr(&output);
+        let errors: Vec<&str> = message.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(output.status.code(), Some(1), "{url}: {message}");
+        assert_eq!(errors.len(), 1, "one line: {message}");
+        assert!(errors[0].contains(expected), "{url}: {message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+    let good = run(&cluster.admin_url(), &["status"]);
+    assert!(good.status.success(), "{}", stderr(&good));
+}
+
+#[test]
+fn without_database_url_the_migrator_uses_the_embedded_sqlite_file_and_is_idempotent() {
+    let dir = std::env::temp_dir().join(format!("db_test_cli_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let first = migrator(&["up"]).current_dir(&dir).output().unwrap();
+    let second = migrator(&["up"]).current_dir(&dir).output().unwrap();
+    let status = migrator(&["status"]).current_dir(&dir).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("DATABASE_URL is not set: using the embedded SQLite database"),
+        "{}",
+        stderr(&first)
+    );
+    assert!(stderr(&first).contains("data/db.sqlite"));
+    assert!(stderr(&first).contains("has been applied"));
+    assert!(second.status.success());
+    assert!(!stderr(&second).contains("has been applied"), "no-op");
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout)
+            .lines()
+            .filter(|l| l.starts_with("applied"))
+            .count(),
+        3
+    );
+}
