@@ -12,8 +12,9 @@
 //! `Some(true)`): a migration that fails part-way leaves nothing behind.
 //!
 //! New migrations: `sea-orm-cli migrate generate NAME` (or `cargo migrate generate NAME`)
-//! writes `src/mYYYYMMDD_HHMMSS_NAME.rs` and adds it to the list below. Keep the list the last
-//! `vec![…]` in this file: the generator rewrites it with a regular expression.
+//! writes `src/mYYYYMMDD_HHMMSS_NAME.rs` and adds it to the list below. The generator rewrites
+//! that list with a regular expression: keep it the only vector macro in this file, and its
+//! `mod` lines together.
 
 pub use sea_orm_migration::prelude::*;
 
