@@ -33,10 +33,13 @@ async fn a_request_in_flight_at_shutdown_is_answered_before_the_pool_closes() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
     let proxy = FaultProxy::start(db.config()).await;
     let mut config = proxy.config_for(db.config());
-    config.acquire_timeout = Duration::from_secs(1);
-    config.connect_timeout = Duration::from_secs(1);
+    config.acquire_timeout = Duration::from_secs(2);
+    config.connect_timeout = Duration::from_secs(2);
     let mut server = TestServer::start(&config).await;
-    server.create_user("ada@example.com", "Ada").await; // one pooled connection, idle
+    server.create_user("ada@example.com", "Ada").await;
+    // Let the connection settle back into the pool (sqlx checks it on release): then it is one
+    // idle pooled connection, which the next query takes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // The database stops answering: the next query waits on that connection.
     proxy.blackhole();
     let in_flight = tokio::spawn({
