@@ -22,6 +22,8 @@
 //!
 //! A database outage answers 503 everywhere.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod error;
 pub mod users;
