@@ -1,0 +1,415 @@
+//! `db-bench`: this project's implementation of the benchmark harness contract
+//! (`../shared/bench/README.md`), for `run.sh --impl seaorm=target/release/db-bench`.
+//!
+//! Usage: `db-bench <workload>`, workload one of
+//! `point-select | insert-one | bulk-insert | lowercase | health`. The harness prepares the
+//! table first; this binary runs and times the workload through the project's public API and
+//! prints exactly one JSON line on stdout (logs go to stderr). Exit status 2: workload not
+//! supported.
+//!
+//! | workload     | what runs                                                                |
+//! | ------------ | ------------------------------------------------------------------------ |
+//! | point-select | `service::user::get_as` (the repository's pre-rendered `SELECT … WHERE id = $1`) |
+//! | insert-one   | `service::user::create_as` (validation, normalisation, `INSERT … RETURNING`) |
+//! | bulk-insert  | `service::user::create_many` on the service's pool (`COPY` on PostgreSQL) |
+//! | lowercase    | `migration::data::lowercase_emails`, the data migration's own code       |
+//! | health       | `DatabaseService::health()`, the full report                             |
+//!
+//! The pool is the service's: `DatabaseService::connect` with `DatabaseConfig` defaults except
+//! `max_connections = min_connections = BENCH_P`, so the checkout-ping policy is the
+//! service's default (ping only connections idle for 30 s or more). Every line says so in the
+//! extra key `checkout_ping`.
+//!
+//! The harness's table has `id BIGSERIAL` (`int8`) where this project's schema has `SERIAL`
+//! (`int4`, `entity::user::Model::id: i32`). sqlx refuses to decode `int8` into `i32`, so the
+//! two workloads that read rows back decode them into [`BenchUser`] (the same five columns,
+//! `id: i64`) through the repository's `get_as`/`create_as`, which run exactly the statements
+//! and code of `get`/`create`. See `docs/PERFORMANCE.md`.
+//!
+//! Environment (defaults in brackets), as every implementation reads it:
+//! `BENCH_DATABASE_URL` [postgres://bench:bench@127.0.0.1:5432/bench], `BENCH_SSLMODE`
+//! [disable], `BENCH_N` [10000], `BENCH_C` [8], `BENCH_P` [8], `BENCH_POINT_OPS` [100000],
+//! `BENCH_INSERT_OPS` [20000], `BENCH_BULK_ROWS` [100000], `BENCH_LOWER_ROWS` [200000],
+//! `BENCH_HEALTH_OPS` [10000], `BENCH_IMPL_NAME` [seaorm].
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use sea_orm::entity::prelude::DateTimeWithTimeZone;
+use sea_orm::{ActiveValue, EntityTrait, FromQueryResult, sqlx};
+use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::seaql_migrations;
+use service::user::{self, NewUser};
+use service::{DatabaseConfig, DatabaseService, DatabaseUrl, HealthStatus};
+
+type BoxErr = Box<dyn std::error::Error + Send + Sync>;
+
+/// The pool policy every line reports (the service's default).
+const CHECKOUT_PING: &str = "idle>=30s";
+
+/// What the point-select and insert-one workloads decode each row into: the harness's table
+/// has a `bigint` id, the product's model an `i32` one (see the crate documentation).
+#[derive(Debug, FromQueryResult)]
+#[allow(dead_code)] // read only through `black_box`
+struct BenchUser {
+    id: i64,
+    email: String,
+    name: String,
+    created_at: DateTimeWithTimeZone,
+    updated_at: DateTimeWithTimeZone,
+}
+
+struct Cfg {
+    url: String,
+    sslmode: String,
+    n: u64,
+    c: usize,
+    p: u32,
+    point_ops: u64,
+    insert_ops: u64,
+    bulk_rows: u64,
+    lower_rows: u64,
+    health_ops: u64,
+    impl_name: String,
+}
+
+fn env_or<T: FromStr>(key: &str, default: T) -> Result<T, BoxErr> {
+    match std::env::var(key) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{key}={v:?} is not a valid value").into()),
+        _ => Ok(default),
+    }
+}
+
+impl Cfg {
+    fn from_env() -> Result<Self, BoxErr> {
+        Ok(Self {
+            url: env_or(
+                "BENCH_DATABASE_URL",
+                "postgres://bench:bench@127.0.0.1:5432/bench".to_owned(),
+            )?,
+            sslmode: env_or("BENCH_SSLMODE", "disable".to_owned())?,
+            n: env_or("BENCH_N", 10_000)?,
+            c: env_or("BENCH_C", 8)?,
+            p: env_or("BENCH_P", 8)?,
+            point_ops: env_or("BENCH_POINT_OPS", 100_000)?,
+            insert_ops: env_or("BENCH_INSERT_OPS", 20_000)?,
+            bulk_rows: env_or("BENCH_BULK_ROWS", 100_000)?,
+            lower_rows: env_or("BENCH_LOWER_ROWS", 200_000)?,
+            health_ops: env_or("BENCH_HEALTH_OPS", 10_000)?,
+            impl_name: env_or("BENCH_IMPL_NAME", "seaorm".to_owned())?,
+        })
+    }
+
+    /// `BENCH_DATABASE_URL` with `sslmode=BENCH_SSLMODE` appended (libpq style).
+    fn url_with_sslmode(&self) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}sslmode={}", self.url, self.sslmode)
+    }
+}
+
+/// user+sys CPU seconds of this whole process (all threads), from getrusage(RUSAGE_SELF).
+fn cpu_seconds() -> Result<f64, BoxErr> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    use nix::sys::time::TimeValLike;
+    let usage = getrusage(UsageWho::RUSAGE_SELF)?;
+    let micros = usage.user_time().num_microseconds() + usage.system_time().num_microseconds();
+    Ok(micros as f64 / 1e6)
+}
+
+/// Nearest-rank percentile (same definition in every implementation).
+fn percentile_us(sorted_ns: &[u64], p: f64) -> Option<f64> {
+    if sorted_ns.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted_ns.len() as f64).ceil() as usize).max(1);
+    Some(sorted_ns[rank.min(sorted_ns.len()) - 1] as f64 / 1000.0)
+}
+
+struct Measured {
+    ops: u64,
+    secs: f64,
+    cpu_s: f64,
+    lat_ns: Vec<u64>,
+    /// Extra `"key":"value"` pairs for the JSON line.
+    extra: Vec<(&'static str, String)>,
+}
+
+/// Prints the workload's one JSON line: this line is the program's output.
+#[allow(clippy::print_stdout)]
+fn emit(cfg: &Cfg, workload: &str, m: Measured) {
+    let mut lat = m.lat_ns;
+    lat.sort_unstable();
+    let num = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.1}"));
+    let mut extra = format!(r#","checkout_ping":"{CHECKOUT_PING}""#);
+    for (key, value) in &m.extra {
+        extra.push_str(&format!(r#","{key}":"{value}""#));
+    }
+    println!(
+        concat!(
+            r#"{{"impl":"{}","workload":"{}","ops":{},"secs":{:.6},"ops_per_s":{:.1},"#,
+            r#""p50_us":{},"p99_us":{},"cpu_s":{:.6},"cpu_us_per_op":{:.2}{}}}"#
+        ),
+        cfg.impl_name,
+        workload,
+        m.ops,
+        m.secs,
+        m.ops as f64 / m.secs,
+        num(percentile_us(&lat, 0.50)),
+        num(percentile_us(&lat, 0.99)),
+        m.cpu_s,
+        m.cpu_s * 1e6 / m.ops as f64,
+        extra,
+    );
+}
+
+/// The service, as an application would open it, with the harness's pool size.
+async fn connect(cfg: &Cfg) -> Result<DatabaseService, BoxErr> {
+    let mut config = DatabaseConfig::new(DatabaseUrl::parse(cfg.url_with_sslmode())?);
+    config.max_connections = cfg.p;
+    config.min_connections = cfg.p;
+    let service = DatabaseService::connect(&config).await?;
+    // Warm the pool: hold all P connections at once so every one is established
+    // (min_connections is filled in the background), then give them back.
+    let pool = service.connection().get_postgres_connection_pool();
+    let mut held = Vec::with_capacity(cfg.p as usize);
+    for _ in 0..cfg.p {
+        held.push(pool.acquire().await?);
+    }
+    for conn in &mut held {
+        sqlx::query("SELECT 1").execute(&mut **conn).await?;
+    }
+    drop(held);
+    Ok(service)
+}
+
+/// Run `total` ops spread over `cfg.c` concurrent tasks; each op gets a global index.
+async fn run_concurrent<F, Fut>(cfg: &Cfg, total: u64, op: F) -> Result<Measured, BoxErr>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = service::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_seconds()?;
+    let t0 = Instant::now();
+    let mut tasks = Vec::with_capacity(cfg.c);
+    for _ in 0..cfg.c {
+        let op = op.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity((total as usize / 8).max(16));
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let s = Instant::now();
+                op(i).await?;
+                lat.push(s.elapsed().as_nanos() as u64);
+            }
+            Ok::<_, service::Error>(lat)
+        }));
+    }
+    let mut lat_ns = Vec::with_capacity(total as usize);
+    for t in tasks {
+        lat_ns.extend(t.await??);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds()? - cpu0;
+    Ok(Measured {
+        ops: total,
+        secs,
+        cpu_s,
+        lat_ns,
+        extra: Vec::new(),
+    })
+}
+
+async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
+    let n = i32::try_from(cfg.n)?;
+    let db = db.clone();
+    run_concurrent(cfg, cfg.point_ops, move |_| {
+        let db = db.clone();
+        async move {
+            let id = fastrand::i32(1..=n);
+            let u: BenchUser = user::get_as(db.connection(), id).await?;
+            debug_assert_eq!(u.id, i64::from(id));
+            std::hint::black_box(u);
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
+    let db = db.clone();
+    run_concurrent(cfg, cfg.insert_ops, move |i| {
+        let db = db.clone();
+        async move {
+            let new = NewUser {
+                email: format!("user{i}@bench.example"),
+                name: format!("User {i}"),
+            };
+            let u: BenchUser = user::create_as(db.connection(), new).await?;
+            std::hint::black_box(u);
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn bulk_insert(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
+    // Build the input outside the timed region (every implementation does the same).
+    let rows: Vec<NewUser> = (0..cfg.bulk_rows)
+        .map(|i| NewUser {
+            email: format!("bulk{i}@bench.example"),
+            name: format!("Bulk User {i}"),
+        })
+        .collect();
+    let cpu0 = cpu_seconds()?;
+    let t0 = Instant::now();
+    let inserted = user::create_many(db.connection(), &rows).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds()? - cpu0;
+    if inserted != cfg.bulk_rows {
+        return Err(format!("create_many inserted {inserted} rows of {}", cfg.bulk_rows).into());
+    }
+    Ok(Measured {
+        ops: inserted,
+        secs,
+        cpu_s,
+        lat_ns: vec![],
+        extra: vec![("method", "copy".to_owned())],
+    })
+}
+
+async fn lowercase(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
+    let cpu0 = cpu_seconds()?;
+    let t0 = Instant::now();
+    let changed = migration::data::lowercase_emails(db.connection()).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds()? - cpu0;
+    if changed != cfg.lower_rows {
+        return Err(format!(
+            "lowercase changed {changed} rows, expected BENCH_LOWER_ROWS={}",
+            cfg.lower_rows
+        )
+        .into());
+    }
+    Ok(Measured {
+        ops: changed,
+        secs,
+        cpu_s,
+        lat_ns: vec![],
+        extra: Vec::new(),
+    })
+}
+
+/// Makes the bench database look migrated to `health()`: the migrations table exists (created
+/// by the migrator itself) and lists this build's migrations, so the report is the production
+/// one (`healthy`, three applied) rather than the "nothing migrated yet" error path. The
+/// harness's `"user"` table is left alone.
+async fn record_migrations_as_applied(db: &DatabaseService) -> Result<(), BoxErr> {
+    let conn = db.connection();
+    migration::Migrator::install(conn).await?;
+    let applied: Vec<String> = seaql_migrations::Entity::find()
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    for migration in migration::Migrator::migrations() {
+        let version = migration.name().to_owned();
+        if !applied.contains(&version) {
+            seaql_migrations::Entity::insert(seaql_migrations::ActiveModel {
+                version: ActiveValue::Set(version),
+                applied_at: ActiveValue::Set(0),
+            })
+            .exec(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn health(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
+    record_migrations_as_applied(db).await?;
+    let first = db.health().await;
+    if first.status != HealthStatus::Healthy {
+        return Err(format!("health() before the run: {first:?}").into());
+    }
+    let mut lat_ns = Vec::with_capacity(cfg.health_ops as usize);
+    let mut unhealthy = 0_u64;
+    let cpu0 = cpu_seconds()?;
+    let t0 = Instant::now();
+    for _ in 0..cfg.health_ops {
+        let s = Instant::now();
+        let report = db.health().await;
+        lat_ns.push(s.elapsed().as_nanos() as u64);
+        if report.status != HealthStatus::Healthy {
+            unhealthy += 1;
+        }
+        std::hint::black_box(report);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds()? - cpu0;
+    if unhealthy > 0 {
+        return Err(format!(
+            "{unhealthy} of {} health reports not healthy",
+            cfg.health_ops
+        )
+        .into());
+    }
+    Ok(Measured {
+        ops: cfg.health_ops,
+        secs,
+        cpu_s,
+        lat_ns,
+        extra: vec![("report", "healthy".to_owned())],
+    })
+}
+
+const WORKLOADS: [&str; 5] = [
+    "point-select",
+    "insert-one",
+    "bulk-insert",
+    "lowercase",
+    "health",
+];
+
+async fn run(workload: &str) -> Result<(), BoxErr> {
+    let cfg = Cfg::from_env()?;
+    let db = connect(&cfg).await?;
+    let m = match workload {
+        "point-select" => point_select(&cfg, &db).await?,
+        "insert-one" => insert_one(&cfg, &db).await?,
+        "bulk-insert" => bulk_insert(&cfg, &db).await?,
+        "lowercase" => lowercase(&cfg, &db).await?,
+        "health" => health(&cfg, &db).await?,
+        other => return Err(format!("unknown workload {other:?}").into()),
+    };
+    emit(&cfg, workload, m);
+    db.close().await?;
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let workload = std::env::args().nth(1).unwrap_or_default();
+    if !WORKLOADS.contains(&workload.as_str()) {
+        eprintln!(
+            "db-bench: workload {workload:?} not supported (one of: {})",
+            WORKLOADS.join(", ")
+        );
+        std::process::exit(2);
+    }
+    if let Err(e) = run(&workload).await {
+        eprintln!("db-bench {workload}: error: {e}");
+        std::process::exit(1);
+    }
+}
