@@ -215,7 +215,8 @@ impl DatabaseService {
             status,
             backend: backend_name(self.backend()),
             server_version: self.inner.server_version.clone(),
-            latency_ms: latency.as_secs_f64() * 1000.0,
+            // Microsecond resolution is all a round trip needs.
+            latency_ms: (latency.as_secs_f64() * 1_000_000.0).round() / 1000.0,
             pool: self.pool_report(),
             migrations,
             error,

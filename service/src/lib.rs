@@ -42,3 +42,7 @@ pub use database::DatabaseService;
 pub use error::{Error, Result};
 pub use health::{HealthReport, HealthStatus, MigrationsReport, PoolReport};
 pub use migration::connect::{ConnectError, ConnectFailure};
+/// The SeaORM version this crate is built on, for downstream code that writes its own queries
+/// against [`DatabaseService::connection`] without a separate (and possibly different)
+/// `sea-orm` dependency.
+pub use sea_orm;

@@ -74,7 +74,8 @@ impl FaultProxy {
         proxied
     }
 
-    /// Forward new connections (again).
+    /// Forward new connections (again). Connections held by [`blackhole`](Self::blackhole) are
+    /// cut, as a recovered network would reset them.
     pub fn forward(&self) {
         self.mode.send_replace(Mode::Forward);
     }
@@ -143,6 +144,7 @@ async fn serve(mut client: TcpStream, upstream: String, mut mode: watch::Receive
             _ = mode.wait_for(|m| *m != Mode::Forward) => {}
         }
     }
-    // Blackholed: hold the client's socket without answering until the proxy refuses.
-    let _ = mode.wait_for(|m| *m == Mode::Refuse).await;
+    // Blackholed: hold the client's socket without answering until the mode changes, then cut
+    // it (a hung connection never comes back to life; the client has to reconnect).
+    let _ = mode.wait_for(|m| *m != Mode::Blackhole).await;
 }
