@@ -6,7 +6,7 @@
 //! | `API_ADDR`    | `127.0.0.1:3000` | address to listen on, `IP:PORT` (port `0`: any free port) |
 //! | `API_MIGRATE` | `false`          | apply pending migrations at start-up (also `--migrate`) |
 //!
-//! Binaries load `.env` before reading it (`dotenvy::dotenv()`); values set in the process
+//! Binaries load `.env` before reading it (`service::config::load_dotenv()`); values set in the process
 //! environment win over `.env`.
 
 use std::net::SocketAddr;

@@ -9,12 +9,10 @@ use api::Invocation;
 #[tokio::main]
 async fn main() -> ExitCode {
     // `.env` first: it may set DATABASE_URL, API_ADDR, RUST_LOG, ...
-    let dotenv = dotenvy::dotenv();
+    let dotenv = service::config::load_dotenv();
     api::init_tracing();
-    if let Err(err) = dotenv
-        && !err.not_found()
-    {
-        tracing::error!("cannot read .env: {err}");
+    if let Err(message) = dotenv {
+        report_error(&message);
         return ExitCode::FAILURE;
     }
     let config = match Invocation::from_env(std::env::args().skip(1)) {
@@ -24,17 +22,24 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(err) => {
-            tracing::error!("{err}");
+            report_error(&err);
             return ExitCode::from(2);
         }
     };
     match api::run(*config, api::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err}");
+            report_error(&err);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Printed directly rather than through `tracing`, so no `RUST_LOG` filter can hide why the
+/// server did not start.
+#[allow(clippy::print_stderr)]
+fn report_error(err: &dyn std::fmt::Display) {
+    eprintln!("error: {err}");
 }
 
 #[allow(clippy::print_stdout)] // the usage text is the command's output

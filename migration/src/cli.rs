@@ -187,6 +187,9 @@ pub enum CliError {
         /// What it would do.
         plan: String,
     },
+    /// `.env` exists but cannot be used.
+    #[error("{0}")]
+    DotEnv(String),
     /// `generate` failed.
     #[error("cannot generate the migration: {0}")]
     Generate(String),
@@ -200,13 +203,18 @@ pub enum CliError {
 #[must_use]
 pub fn main() -> ExitCode {
     // `.env` first, so `DATABASE_URL` from it is seen by the argument parser.
-    let _ = dotenvy::dotenv();
+    let dotenv = crate::database_url::load_dotenv();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    match run(cli) {
+    let outcome = match dotenv {
+        Ok(()) => run(cli),
+        Err(message) => Err(CliError::DotEnv(message)),
+    };
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            tracing::error!("{err}");
+            // Printed directly, not through `tracing`: a `RUST_LOG` filter must not hide it.
+            report_error(&err);
             ExitCode::from(exit_code::FAILED)
         }
     }
@@ -502,6 +510,11 @@ fn status_json(status: &MigrationStatus) -> String {
         "unknown": recorded(&status.unknown),
     });
     format!("{document}\n")
+}
+
+#[allow(clippy::print_stderr)] // the one line that says why the command failed
+fn report_error(err: &CliError) {
+    eprintln!("error: {err}");
 }
 
 #[allow(clippy::print_stdout)] // the listing, JSON document or dump is the command's output

@@ -207,16 +207,21 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// The password in `url`, percent-decoded, if it has one.
+/// The password in `url` (before the `@`, or as `?password=`), percent-decoded, if it has one.
 #[must_use]
 pub fn password(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;
-    let raw = parsed.password()?;
-    Some(
-        percent_encoding::percent_decode_str(raw)
-            .decode_utf8()
-            .map_or_else(|_| raw.to_owned(), |decoded| decoded.into_owned()),
-    )
+    match parsed.password() {
+        Some(raw) => Some(
+            percent_encoding::percent_decode_str(raw)
+                .decode_utf8()
+                .map_or_else(|_| raw.to_owned(), |decoded| decoded.into_owned()),
+        ),
+        None => parsed
+            .query_pairs()
+            .find(|(key, _)| key == "password")
+            .map(|(_, value)| value.into_owned()),
+    }
 }
 
 /// Removes every occurrence of `secret` from `text`.
@@ -239,6 +244,10 @@ mod tests {
             Some("p@ss")
         );
         assert_eq!(password("postgres://u@h/db"), None);
+        assert_eq!(
+            password("postgres://u@h/db?password=p%40ss").as_deref(),
+            Some("p@ss")
+        );
     }
 
     #[test]

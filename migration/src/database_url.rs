@@ -61,6 +61,26 @@ impl UrlSource {
     }
 }
 
+/// Loads `.env` from the working directory (or a parent) into the environment, if there is
+/// one. A `.env` that cannot be read or parsed is an error — silently ignoring it would mean
+/// running against the embedded default instead of the database the user configured — and the
+/// error never repeats the offending line (it may hold a password).
+///
+/// # Errors
+///
+/// Why `.env` could not be used.
+pub fn load_dotenv() -> Result<(), String> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(err) if err.not_found() => Ok(()),
+        Err(dotenvy::Error::LineParse(_, index)) => Err(format!(
+            "cannot parse .env at character {index} (the line is not shown: it may hold a password)"
+        )),
+        Err(dotenvy::Error::Io(err)) => Err(format!("cannot read .env: {err}")),
+        Err(_) => Err("cannot use .env: a variable in it is invalid".to_owned()),
+    }
+}
+
 /// The file behind a `sqlite:` URL, or `None` for other schemes and in-memory databases.
 #[must_use]
 pub fn sqlite_file(url: &str) -> Option<PathBuf> {
@@ -73,8 +93,21 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     Some(Path::new(path).to_path_buf())
 }
 
-/// The URL with its password replaced by `***`, safe for logs and errors. A URL that cannot be
-/// parsed is reduced to its scheme, since any part of it might be a secret.
+/// Query parameters whose values are shown as given; every other value is replaced by `***`
+/// (libpq and sqlx accept the password as `?password=…`, and other parameters may hold
+/// secrets too, e.g. `sslpassword`).
+const SHOWN_QUERY_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "application_name",
+    "connect_timeout",
+    "mode",
+    "options",
+    "statement-cache-capacity",
+];
+
+/// The URL with its password replaced by `***` (and any query value that might be a secret),
+/// safe for logs and errors. A URL that cannot be parsed is reduced to its scheme, since any
+/// part of it might be a secret.
 #[must_use]
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
@@ -82,6 +115,21 @@ pub fn redact(url: &str) -> String {
             if parsed.password().is_some() {
                 // Only fails for URLs that cannot have a password, which this one has.
                 let _ = parsed.set_password(Some("***"));
+            }
+            if parsed.query().is_some() {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(key, value)| {
+                        let shown = SHOWN_QUERY_PARAMETERS.contains(&key.as_ref());
+                        let value = if shown {
+                            value.into_owned()
+                        } else {
+                            "***".to_owned()
+                        };
+                        (key.into_owned(), value)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
             }
             parsed.to_string()
         }
@@ -143,6 +191,20 @@ mod tests {
         assert_eq!(
             redact("postgres://app@localhost/app"),
             "postgres://app@localhost/app"
+        );
+    }
+
+    #[test]
+    fn redact_hides_a_password_given_as_a_query_parameter() {
+        let redacted =
+            redact("postgres://app@db/app?sslmode=disable&password=hunter2&sslpassword=x9");
+        assert!(
+            !redacted.contains("hunter2") && !redacted.contains("x9"),
+            "{redacted}"
+        );
+        assert_eq!(
+            redacted,
+            "postgres://app@db/app?sslmode=disable&password=***&sslpassword=***"
         );
     }
 

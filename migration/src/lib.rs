@@ -1,8 +1,9 @@
 //! The schema migrations and the migrator.
 //!
-//! * [`Migrator`] lists every migration in order; services apply them with
-//!   `Migrator::up(&db, None)` (see the `service` crate), the CLI in `main.rs` with
-//!   `cargo run -p migration -- up` or `sea-orm-cli migrate up`.
+//! * [`Migrator`] lists every migration in order. Apply them with [`runner::up`] (services:
+//!   `DatabaseService::apply_migrations` in the `service` crate), which holds the migration
+//!   lock, or from the command line (`main.rs`): `cargo run -p migration -- up` or
+//!   `sea-orm-cli migrate up`. (`Migrator::up` itself takes no lock.)
 //! * [`timestamps`] gives any new table `created_at`/`updated_at` and the trigger that keeps
 //!   `updated_at` current, in one call.
 //! * [`data`] holds the data migrations' work as plain functions.
@@ -18,6 +19,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod connect;
 pub mod data;

@@ -104,6 +104,14 @@ pub enum MigrateError {
         .0.as_secs()
     )]
     LockTimeout(Duration),
+    /// The session holding the lock was replaced mid-run (the connection broke and the pool
+    /// reconnected), so the lock can no longer be vouched for; the run stops between two
+    /// migrations.
+    #[error(
+        "lost the migration lock: the database session was reset during the run; the \
+         migrations applied so far are recorded, run the command again to continue"
+    )]
+    LockLost,
     /// A database error outside any one migration (reading the status, the lock, dropping).
     #[error("cannot {operation}: {source}")]
     Database {
@@ -199,7 +207,7 @@ pub async fn reset<M: MigratorTrait>(
 ) -> Result<(), MigrateError> {
     with_lock(db, lock_timeout, async |conn| {
         down_locked::<M>(conn, &DownTo::Nothing).await?;
-        M::uninstall(conn)
+        M::uninstall(&conn.session)
             .await
             .map_err(db_err("drop the migrations table"))
     })
@@ -217,7 +225,7 @@ pub async fn fresh<M: MigratorTrait>(
     lock_timeout: Duration,
 ) -> Result<(), MigrateError> {
     with_lock(db, lock_timeout, async |conn| {
-        M::fresh(conn)
+        M::fresh(&conn.session)
             .await
             .map_err(db_err("drop everything and re-apply the migrations"))
     })
@@ -225,7 +233,7 @@ pub async fn fresh<M: MigratorTrait>(
 }
 
 async fn up_locked<M: MigratorTrait>(
-    conn: &DatabaseConnection,
+    conn: &Locked,
     target: &UpTo,
 ) -> Result<Vec<String>, MigrateError> {
     let status = step(conn, async |session| checked_status::<M>(session).await).await?;
@@ -272,7 +280,7 @@ async fn up_locked<M: MigratorTrait>(
 }
 
 async fn down_locked<M: MigratorTrait>(
-    conn: &DatabaseConnection,
+    conn: &Locked,
     target: &DownTo,
 ) -> Result<Vec<String>, MigrateError> {
     let status = step(conn, async |session| checked_status::<M>(session).await).await?;
@@ -338,14 +346,26 @@ async fn checked_status<M: MigratorTrait>(
     Ok(status)
 }
 
+/// A run's connection: on PostgreSQL the dedicated session holding the migration lock (and
+/// its backend pid, to notice if the pool ever replaced it); on SQLite the caller's pool.
+struct Locked {
+    session: DatabaseConnection,
+    holder_pid: Option<i32>,
+}
+
 /// One step of a run: on SQLite an immediate transaction (it takes the write lock at once, so
 /// concurrent migrators take turns and each re-reads the status first); on PostgreSQL the
-/// locked session itself (each migration brings its own transaction).
+/// locked session itself (each migration brings its own transaction), after checking that it
+/// is still the session that holds the lock.
 async fn step<T>(
-    conn: &DatabaseConnection,
+    locked: &Locked,
     work: impl AsyncFnOnce(Session<'_>) -> Result<T, MigrateError>,
 ) -> Result<T, MigrateError> {
-    if conn.get_database_backend() != DbBackend::Sqlite {
+    let conn = &locked.session;
+    if let Some(holder) = locked.holder_pid {
+        if backend_pid(conn).await? != holder {
+            return Err(MigrateError::LockLost);
+        }
         return work(Session::Connection(conn)).await;
     }
     let transaction = conn
@@ -370,47 +390,43 @@ async fn step<T>(
     }
 }
 
-/// Runs `work` on a single session holding the migration lock (PostgreSQL), or on `db` itself
-/// (SQLite, where [`step`] serialises instead).
+/// Runs `work` on a dedicated session holding the migration lock (PostgreSQL), or on `db`
+/// itself (SQLite, where [`step`] serialises instead).
 async fn with_lock<T>(
     db: &DatabaseConnection,
     timeout: Duration,
-    work: impl AsyncFnOnce(&DatabaseConnection) -> Result<T, MigrateError>,
+    work: impl AsyncFnOnce(&Locked) -> Result<T, MigrateError>,
 ) -> Result<T, MigrateError> {
     if db.get_database_backend() != DbBackend::Postgres {
-        return work(db).await;
+        let locked = Locked {
+            session: db.clone(),
+            holder_pid: None,
+        };
+        return work(&locked).await;
     }
-    let (session, opened_here) = single_session(db).await?;
+    let session = dedicated_session(db).await?;
     let outcome = async {
         acquire(&session, timeout).await?;
-        let result = work(&session).await;
+        let locked = Locked {
+            holder_pid: Some(backend_pid(&session).await?),
+            session: session.clone(),
+        };
+        let result = work(&locked).await;
         // Released explicitly here; if this fails (the connection died), the server has
         // already released it with the session.
         let _ = query_bool(&session, "SELECT pg_advisory_unlock($1)").await;
         result
     }
     .await;
-    if opened_here {
-        let _ = session.close_by_ref().await;
-    }
+    let _ = session.close_by_ref().await;
     outcome
 }
 
-/// A pool of exactly one connection, never recycled, with the same settings and search path as
-/// `db`'s pool: one session for the whole run. `true` when it was opened here (and must be
-/// closed after the run).
-async fn single_session(
-    db: &DatabaseConnection,
-) -> Result<(DatabaseConnection, bool), MigrateError> {
+/// A pool of exactly one connection, never recycled, with the connect options and search path
+/// of `db`'s pool: one session for the whole run. The search path is set on connect, so it
+/// would survive a reconnect (which [`step`] refuses to continue after anyway).
+async fn dedicated_session(db: &DatabaseConnection) -> Result<DatabaseConnection, MigrateError> {
     let pool = db.get_postgres_connection_pool();
-    let options = pool.options();
-    if options.get_max_connections() == 1
-        && options.get_idle_timeout().is_none()
-        && options.get_max_lifetime().is_none()
-    {
-        // Already a single session (the migrator CLI's connection).
-        return Ok((db.clone(), false));
-    }
     let search_path = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -419,12 +435,23 @@ async fn single_session(
         .await
         .map_err(db_err("read the search path"))?
         .and_then(|row| row.try_get_by_index::<String>(0).ok());
+    // SHOW returns the value already quoted as SET expects it.
+    let set_search_path = search_path.map(|path| format!("SET search_path TO {path}"));
     let session_pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)
         .idle_timeout(None)
         .max_lifetime(None)
-        .acquire_timeout(options.get_acquire_timeout())
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .after_connect(move |conn, _| {
+            let sql = set_search_path.clone();
+            Box::pin(async move {
+                if let Some(sql) = sql {
+                    sqlx::Executor::execute(conn, sqlx::AssertSqlSafe(sql)).await?;
+                }
+                Ok(())
+            })
+        })
         .connect_with((*pool.connect_options()).clone())
         .await
         .map_err(|e| MigrateError::Database {
@@ -433,15 +460,19 @@ async fn single_session(
                 std::sync::Arc::new(e),
             )),
         })?;
-    let session = SqlxPostgresConnector::from_sqlx_postgres_pool(session_pool);
-    if let Some(search_path) = search_path {
-        // SHOW returns the value already quoted as SET expects it.
-        session
-            .execute_unprepared(&format!("SET search_path TO {search_path}"))
-            .await
-            .map_err(db_err("set the search path"))?;
-    }
-    Ok((session, true))
+    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(session_pool))
+}
+
+async fn backend_pid(session: &DatabaseConnection) -> Result<i32, MigrateError> {
+    session
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_backend_pid()",
+        ))
+        .await
+        .map_err(db_err("identify the migration session"))?
+        .and_then(|row| row.try_get_by_index::<i32>(0).ok())
+        .ok_or(MigrateError::LockLost)
 }
 
 async fn acquire(session: &DatabaseConnection, timeout: Duration) -> Result<(), MigrateError> {

@@ -48,7 +48,7 @@ const POSTGRES: [(&str, &str); 7] = [
         "table",
         "SELECT c.relname::text FROM pg_class c \
          WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') \
-         ORDER BY 1",
+         ORDER BY 1 COLLATE \"C\"",
     ),
     (
         "column",
@@ -62,38 +62,39 @@ const POSTGRES: [(&str, &str); 7] = [
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') \
            AND a.attnum > 0 AND NOT a.attisdropped \
-         ORDER BY c.relname, a.attnum",
+         ORDER BY c.relname::text COLLATE \"C\", a.attnum",
     ),
     (
         "constraint",
         "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
          FROM pg_constraint WHERE connamespace = current_schema()::regnamespace \
-         ORDER BY conrelid::regclass::text, conname",
+         ORDER BY conrelid::regclass::text COLLATE \"C\", conname::text COLLATE \"C\"",
     ),
     (
         "index",
         "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
-         ORDER BY tablename, indexname",
+         ORDER BY tablename::text COLLATE \"C\", indexname::text COLLATE \"C\"",
     ),
     (
         "trigger",
         "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
          WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal \
-         ORDER BY c.relname, t.tgname",
+         ORDER BY c.relname::text COLLATE \"C\", t.tgname::text COLLATE \"C\"",
     ),
     (
         "function",
         "SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') ' \
              || regexp_replace(pg_get_functiondef(p.oid), '\\s+', ' ', 'g') \
          FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace \
-         ORDER BY p.proname, pg_get_function_identity_arguments(p.oid)",
+         ORDER BY p.proname::text COLLATE \"C\", \
+                  pg_get_function_identity_arguments(p.oid) COLLATE \"C\"",
     ),
     (
         "enum",
         "SELECT t.typname || ' (' || string_agg(quote_literal(e.enumlabel), ', ' \
              ORDER BY e.enumsortorder) || ')' \
          FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid \
-         WHERE t.typnamespace = current_schema()::regnamespace GROUP BY t.typname ORDER BY 1",
+         WHERE t.typnamespace = current_schema()::regnamespace GROUP BY t.typname ORDER BY 1 COLLATE \"C\"",
     ),
 ];
 

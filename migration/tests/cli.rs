@@ -244,7 +244,10 @@ async fn connection_failures_are_one_line_naming_the_cause_without_the_password(
     for (url, expected) in cases {
         let output = run(&url, &["status"]);
         let message = stderr(&output);
-        let errors: Vec<&str> = message.lines().filter(|l| l.contains("ERROR")).collect();
+        let errors: Vec<&str> = message
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
         assert_eq!(output.status.code(), Some(1), "{url}: {message}");
         assert_eq!(errors.len(), 1, "one line: {message}");
         assert!(errors[0].contains(expected), "{url}: {message}");
@@ -252,6 +255,50 @@ async fn connection_failures_are_one_line_naming_the_cause_without_the_password(
     }
     let good = run(&cluster.admin_url(), &["status"]);
     assert!(good.status.success(), "{}", stderr(&good));
+}
+
+#[test]
+fn the_error_line_survives_a_quiet_log_filter_and_hides_a_query_string_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://app@127.0.0.1:{port}/app?password=hunter2");
+
+    let output = migrator(&["-u", &url, "status"])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(message.starts_with("error: cannot connect to"), "{message}");
+    assert!(message.contains("connection refused"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn a_malformed_env_file_is_an_error_that_does_not_repeat_the_line() {
+    let dir = std::env::temp_dir().join(format!("db_test_dotenv_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        "DATABASE_URL=postgres://app:hunter2 x@db/app\n",
+    )
+    .unwrap();
+
+    let output = migrator(&["status"]).current_dir(&dir).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("cannot parse .env"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(
+        !message.contains("embedded SQLite"),
+        "did not fall back: {message}"
+    );
 }
 
 #[test]

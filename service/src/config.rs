@@ -16,8 +16,11 @@
 //! | `DB_CONNECT_DEADLINE` | `30s`                            | how long [`DatabaseService::connect`](crate::DatabaseService::connect) keeps retrying while the server starts |
 //! | `DB_HEALTH_TIMEOUT`   | `2s`                             | upper bound of [`DatabaseService::health`](crate::DatabaseService::health) |
 //! | `DB_APPLICATION_NAME` | the executable's name            | `application_name` in `pg_stat_activity` |
+//! | `DB_STATEMENT_TIMEOUT`| `off`                            | PostgreSQL cancels any statement running longer (server side) |
+//! | `DATABASE_SCHEMA`     | `public`                         | PostgreSQL schema (search path), as for the migrator |
 //!
-//! Durations are written `500ms`, `5s`, `2m`, or a bare number of seconds (`1.5`).
+//! Durations are written `500ms`, `5s`, `2m`, or a bare number of seconds (`1.5`), and may be
+//! at most a day.
 //!
 //! The password never leaves [`DatabaseUrl`]: its `Debug` and `Display` redact it, and so does
 //! every error and log line of this crate.
@@ -25,6 +28,7 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use migration::database_url::load_dotenv;
 use migration::database_url::{UrlSource, redact};
 
 /// A database URL. `Debug` and `Display` show it with the password replaced by `***`; only
@@ -123,6 +127,12 @@ pub struct DatabaseConfig {
     pub health_timeout: Duration,
     /// `application_name` reported to PostgreSQL.
     pub application_name: String,
+    /// PostgreSQL cancels statements running longer than this (`None`: never). Note that
+    /// `apply_migrations` runs on the same settings: leave room for slow migrations.
+    pub statement_timeout: Option<Duration>,
+    /// PostgreSQL schema to use (the search path); `None` means the server's default
+    /// (`public`). Ignored on SQLite.
+    pub schema: Option<String>,
 }
 
 impl DatabaseConfig {
@@ -141,6 +151,8 @@ impl DatabaseConfig {
             connect_deadline: Duration::from_secs(30),
             health_timeout: Duration::from_secs(2),
             application_name: default_application_name(),
+            statement_timeout: None,
+            schema: None,
         }
     }
 
@@ -198,6 +210,12 @@ impl DatabaseConfig {
         if let Some(value) = get("DB_APPLICATION_NAME") {
             config.application_name = value;
         }
+        if let Some(value) = get("DB_STATEMENT_TIMEOUT") {
+            config.statement_timeout = parse_optional_duration("DB_STATEMENT_TIMEOUT", &value)?;
+        }
+        if let Some(value) = get("DATABASE_SCHEMA") {
+            config.schema = Some(value);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -229,6 +247,28 @@ impl DatabaseConfig {
                 return Err(invalid(variable, "0", "must be longer than zero"));
             }
         }
+        for (variable, value) in [
+            ("DB_CONNECT_TIMEOUT", Some(self.connect_timeout)),
+            ("DB_ACQUIRE_TIMEOUT", Some(self.acquire_timeout)),
+            ("DB_HEALTH_TIMEOUT", Some(self.health_timeout)),
+            ("DB_CONNECT_DEADLINE", Some(self.connect_deadline)),
+            ("DB_IDLE_TIMEOUT", self.idle_timeout),
+            ("DB_MAX_LIFETIME", self.max_lifetime),
+            ("DB_STATEMENT_TIMEOUT", self.statement_timeout),
+        ] {
+            // Far beyond any sensible setting, and the pool adds these to `Instant`s, which
+            // would overflow.
+            if value.is_some_and(|v| v > MAX_DURATION) {
+                return Err(invalid(
+                    variable,
+                    &format!("{}s", value.map_or(0, |v| v.as_secs())),
+                    "must be at most a day",
+                ));
+            }
+        }
+        if self.schema.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(invalid("DATABASE_SCHEMA", "", "must not be empty"));
+        }
         Ok(())
     }
 }
@@ -256,6 +296,9 @@ pub enum ConfigError {
         reason: String,
     },
 }
+
+/// The longest duration any setting accepts.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 fn invalid(variable: &'static str, value: &str, reason: &str) -> ConfigError {
     ConfigError::InvalidValue {
@@ -363,6 +406,8 @@ mod tests {
             ("DB_CONNECT_DEADLINE", "1.5s"),
             ("DB_HEALTH_TIMEOUT", "500ms"),
             ("DB_APPLICATION_NAME", "orders-api"),
+            ("DB_STATEMENT_TIMEOUT", "30s"),
+            ("DATABASE_SCHEMA", "orders"),
         ])
         .unwrap();
         assert!(!config.url.is_embedded_default());
@@ -377,6 +422,8 @@ mod tests {
         assert_eq!(config.connect_deadline, Duration::from_millis(1500));
         assert_eq!(config.health_timeout, Duration::from_millis(500));
         assert_eq!(config.application_name, "orders-api");
+        assert_eq!(config.statement_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(config.schema.as_deref(), Some("orders"));
     }
 
     #[test]
@@ -415,6 +462,10 @@ mod tests {
         assert!(err.to_string().contains("at least 1"), "{err}");
         let err = config(&[("DB_HEALTH_TIMEOUT", "0")]).unwrap_err();
         assert!(err.to_string().contains("longer than zero"), "{err}");
+        let err = config(&[("DB_ACQUIRE_TIMEOUT", "1e15")]).unwrap_err();
+        assert!(err.to_string().contains("at most a day"), "{err}");
+        let err = config(&[("DB_MAX_LIFETIME", "100000m")]).unwrap_err();
+        assert!(err.to_string().starts_with("DB_MAX_LIFETIME="), "{err}");
     }
 
     #[test]

@@ -306,6 +306,14 @@ fn connect_options(config: &DatabaseConfig) -> ConnectOptions {
         // when they have been idle for 30 s. A server restart in the last 30 s can still cost
         // one failed query (`Unavailable`) per pooled connection; the pool then reconnects.
         .test_before_acquire_if_idle_for(Duration::from_secs(30));
+    if !config.url.is_sqlite() {
+        if let Some(timeout) = config.statement_timeout {
+            options.statement_timeout(timeout);
+        }
+        if let Some(schema) = &config.schema {
+            options.set_schema_search_path(schema.clone());
+        }
+    }
     options
 }
 

@@ -281,8 +281,11 @@ async fn status_works_for_a_read_only_role_and_creates_nothing() {
     let db = TestDatabase::empty(TestBackend::Postgres).await;
     let role = format!("readonly_{}", std::process::id());
     let admin = db.connection();
+    // A role is server-wide: clear one a crashed run may have left.
     admin
-        .execute_unprepared(&format!("CREATE ROLE {role} LOGIN"))
+        .execute_unprepared(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+        ))
         .await
         .unwrap();
     let mut url = url::Url::parse(&db.config().url.expose_secret()).unwrap();

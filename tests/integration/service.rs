@@ -103,3 +103,69 @@ async fn services_are_cheap_clones_of_one_pool_and_close_together() {
         .unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
 }
+
+#[tokio::test]
+async fn database_schema_puts_the_tables_and_the_migrations_in_that_schema() {
+    use sea_orm::ConnectionTrait;
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    db.connection()
+        .execute_unprepared("CREATE SCHEMA orders")
+        .await
+        .unwrap();
+    let mut config = db.config().clone();
+    config.schema = Some("orders".into());
+    let service = DatabaseService::connect(&config).await.unwrap();
+
+    service.apply_migrations().await.unwrap();
+    let ada = service::user::create(
+        service.connection(),
+        service::user::NewUser {
+            email: "ada@x.io".into(),
+            name: "Ada".into(),
+        },
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        service.health().await.status,
+        service::HealthStatus::Healthy
+    );
+    let row = db
+        .connection()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT (SELECT count(*) FROM orders.\"user\"), \
+                    (SELECT count(*) FROM pg_tables WHERE schemaname = 'public')",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 1);
+    assert_eq!(
+        row.try_get_by_index::<i64>(1).unwrap(),
+        0,
+        "nothing in public"
+    );
+    assert_eq!(ada.id, 1);
+}
+
+#[tokio::test]
+async fn statement_timeout_cancels_a_slow_statement_on_the_server() {
+    use sea_orm::ConnectionTrait;
+    let db = TestDatabase::new(TestBackend::Postgres).await;
+    let mut config = db.config().clone();
+    config.statement_timeout = Some(Duration::from_millis(200));
+    let service = DatabaseService::connect(&config).await.unwrap();
+    let started = Instant::now();
+
+    let err = service
+        .connection()
+        .execute_unprepared("SELECT pg_sleep(5)")
+        .await
+        .unwrap_err();
+
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    assert!(service.is_ready().await);
+}

@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 /// `initdb` refuses) they run as the `postgres` user. Dropping the handle stops the server and
 /// removes the folder. The calls block (a cluster starts in about a second): in async tests
 /// that is fine, nothing else runs on a test's runtime meanwhile.
-#[derive(Debug)]
 pub struct TestCluster {
     bin: PathBuf,
     dir: PathBuf,
@@ -217,6 +216,16 @@ impl TestCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         command
+    }
+}
+
+impl std::fmt::Debug for TestCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCluster")
+            .field("dir", &self.dir)
+            .field("port", &self.port)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
     }
 }
 

@@ -136,6 +136,8 @@ impl TestDatabase {
                 (url, Place::Postgres { name })
             }
             TestBackend::Sqlite => {
+                static SWEPT: std::sync::Once = std::sync::Once::new();
+                SWEPT.call_once(sweep_sqlite_leftovers);
                 let path = std::env::temp_dir().join(format!("db_test_{unique}.sqlite"));
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 (url, Place::Sqlite { path })
@@ -182,6 +184,30 @@ impl Drop for TestDatabase {
                     let _ = std::fs::remove_file(file);
                 }
             }
+        }
+    }
+}
+
+/// Leftovers (crashed runs, failed tests kept for inspection) older than this are removed by a
+/// later run.
+const LEFTOVER_MAX_AGE_SECS: u64 = 3600;
+
+/// Removes `db_test_<unix seconds>_….sqlite*` files in the temporary folder older than
+/// [`LEFTOVER_MAX_AGE_SECS`].
+fn sweep_sqlite_leftovers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let now = unix_now();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let created = name
+            .strip_prefix("db_test_")
+            .filter(|rest| rest.contains(".sqlite"))
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| now.saturating_sub(created) > LEFTOVER_MAX_AGE_SECS) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }

@@ -9,12 +9,10 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use super::cluster::TestCluster;
-use super::{block_on_own_runtime, unix_now};
+use super::{LEFTOVER_MAX_AGE_SECS, block_on_own_runtime, unix_now};
 
 /// Per-test databases are named `db_test_<unix seconds>_<pid>_<n>`.
 pub(super) const TEST_DB_PREFIX: &str = "db_test_";
-/// Leftovers (crashed runs, failed tests kept for inspection) older than this are dropped.
-const LEFTOVER_MAX_AGE_SECS: u64 = 3600;
 /// The template databases: `db_tmpl_<fingerprint of the migration sources>`.
 const TEMPLATE_PREFIX: &str = "db_tmpl_";
 /// Serialises template creation between concurrent test binaries (any constant works; this is
@@ -38,6 +36,11 @@ pub(super) async fn create_database(name: &str, migrated: bool) -> String {
     db.execute_unprepared(&sql)
         .await
         .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
+    if migrated {
+        // Templates are swept when unused for an hour, not when old: another checkout (with
+        // other migrations) may still be using its own.
+        let _ = db.execute_unprepared(&last_used_comment(&source)).await;
+    }
     let _ = db.close().await;
     database_url(admin, name)
 }
@@ -189,15 +192,9 @@ async fn build_template_locked(
         )
         .await
         .map_err(fail("mark the template"))?;
-        exec(
-            db,
-            &format!(
-                r#"COMMENT ON DATABASE "{name}" IS 'created {}'"#,
-                unix_now()
-            ),
-        )
-        .await
-        .map_err(fail("date the template"))
+        exec(db, &last_used_comment(name))
+            .await
+            .map_err(fail("date the template"))
     }
     .await;
     let _ = exec(
@@ -208,7 +205,15 @@ async fn build_template_locked(
     result
 }
 
-/// Drops per-test databases and templates (other than `current`) older than an hour.
+fn last_used_comment(template: &str) -> String {
+    format!(
+        r#"COMMENT ON DATABASE "{template}" IS 'last used {}'"#,
+        unix_now()
+    )
+}
+
+/// Drops per-test databases older than an hour, and templates (other than `current`) unused
+/// for an hour.
 async fn sweep_leftovers(db: &DatabaseConnection, current: &str) -> Result<(), sea_orm::DbErr> {
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -235,7 +240,7 @@ async fn sweep_leftovers(db: &DatabaseConnection, current: &str) -> Result<(), s
         } else {
             comment
                 .as_deref()
-                .and_then(|c| c.strip_prefix("created "))
+                .and_then(|c| c.strip_prefix("last used "))
                 .and_then(|secs| secs.parse::<u64>().ok())
         };
         if created.is_some_and(|created| now.saturating_sub(created) > LEFTOVER_MAX_AGE_SECS) {
