@@ -26,6 +26,15 @@
 //! `id: i64`) through the repository's `get_as`/`create_as`, which run exactly the statements
 //! and code of `get`/`create`. See `docs/PERFORMANCE.md`.
 //!
+//! `DB_BENCH_VARIANT` (not set by the harness) selects a slower path, to measure what a tuning
+//! bought (`docs/PERFORMANCE.md`); the line then carries `"variant"`:
+//! * `per-call-render`: point-select and insert-one build and render their statement with
+//!   SeaORM/SeaQuery on every call (`Entity::find_by_id(id).into_model().one(db)`, and
+//!   `Query::insert()…returning(…)` decoded with `find_by_statement`), as SeaORM's
+//!   documentation teaches, instead of the repository's statements rendered once;
+//! * `insert`: bulk-insert calls `create_many` inside a transaction, which takes the chunked
+//!   multi-row `INSERT` path instead of `COPY`.
+//!
 //! Environment (defaults in brackets), as every implementation reads it:
 //! `BENCH_DATABASE_URL` [postgres://bench:bench@127.0.0.1:5432/bench], `BENCH_SSLMODE`
 //! [disable], `BENCH_N` [10000], `BENCH_C` [8], `BENCH_P` [8], `BENCH_POINT_OPS` [100000],
@@ -38,7 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use sea_orm::entity::prelude::DateTimeWithTimeZone;
-use sea_orm::{ActiveValue, EntityTrait, FromQueryResult, sqlx};
+use sea_orm::{ActiveValue, EntityTrait, FromQueryResult, TransactionTrait, sqlx};
 use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::seaql_migrations;
 use service::user::{self, NewUser};
@@ -73,6 +82,36 @@ struct Cfg {
     lower_rows: u64,
     health_ops: u64,
     impl_name: String,
+    variant: Variant,
+}
+
+/// `DB_BENCH_VARIANT`: the repository's path, or a slower one kept for comparison.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Product,
+    PerCallRender,
+    Insert,
+}
+
+impl Variant {
+    fn from_env() -> Result<Self, BoxErr> {
+        match std::env::var("DB_BENCH_VARIANT").as_deref() {
+            Err(_) | Ok("") => Ok(Self::Product),
+            Ok("per-call-render") => Ok(Self::PerCallRender),
+            Ok("insert") => Ok(Self::Insert),
+            Ok(other) => {
+                Err(format!("DB_BENCH_VARIANT={other:?}: per-call-render or insert").into())
+            }
+        }
+    }
+
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Product => None,
+            Self::PerCallRender => Some("per-call-render"),
+            Self::Insert => Some("insert"),
+        }
+    }
 }
 
 fn env_or<T: FromStr>(key: &str, default: T) -> Result<T, BoxErr> {
@@ -102,6 +141,7 @@ impl Cfg {
             lower_rows: env_or("BENCH_LOWER_ROWS", 200_000)?,
             health_ops: env_or("BENCH_HEALTH_OPS", 10_000)?,
             impl_name: env_or("BENCH_IMPL_NAME", "seaorm".to_owned())?,
+            variant: Variant::from_env()?,
         })
     }
 
@@ -146,6 +186,9 @@ fn emit(cfg: &Cfg, workload: &str, m: Measured) {
     lat.sort_unstable();
     let num = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.1}"));
     let mut extra = format!(r#","checkout_ping":"{CHECKOUT_PING}""#);
+    if let Some(variant) = cfg.variant.name() {
+        extra.push_str(&format!(r#","variant":"{variant}""#));
+    }
     for (key, value) in &m.extra {
         extra.push_str(&format!(r#","{key}":"{value}""#));
     }
@@ -232,12 +275,25 @@ where
 
 async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
     let n = i32::try_from(cfg.n)?;
+    let per_call_render = cfg.variant == Variant::PerCallRender;
     let db = db.clone();
     run_concurrent(cfg, cfg.point_ops, move |_| {
         let db = db.clone();
         async move {
             let id = fastrand::i32(1..=n);
-            let u: BenchUser = user::get_as(db.connection(), id).await?;
+            let u: BenchUser = if per_call_render {
+                entity::user::Entity::find_by_id(id)
+                    .into_model::<BenchUser>()
+                    .one(db.connection())
+                    .await
+                    .map_err(|err| service::Error::from_db("read a user", err))?
+                    .ok_or(service::Error::NotFound {
+                        entity: "user",
+                        key: format!("id {id}"),
+                    })?
+            } else {
+                user::get_as(db.connection(), id).await?
+            };
             debug_assert_eq!(u.id, i64::from(id));
             std::hint::black_box(u);
             Ok(())
@@ -247,6 +303,7 @@ async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxEr
 }
 
 async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
+    let per_call_render = cfg.variant == Variant::PerCallRender;
     let db = db.clone();
     run_concurrent(cfg, cfg.insert_ops, move |i| {
         let db = db.clone();
@@ -255,12 +312,49 @@ async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr>
                 email: format!("user{i}@bench.example"),
                 name: format!("User {i}"),
             };
-            let u: BenchUser = user::create_as(db.connection(), new).await?;
+            let u: BenchUser = if per_call_render {
+                insert_rendered_per_call(&db, new).await?
+            } else {
+                user::create_as(db.connection(), new).await?
+            };
             std::hint::black_box(u);
             Ok(())
         }
     })
     .await
+}
+
+/// insert-one as it looks without the repository's cached statement: the same validation and
+/// the same `INSERT … RETURNING`, built and rendered by SeaQuery on every call.
+async fn insert_rendered_per_call(
+    db: &DatabaseService,
+    new: NewUser,
+) -> service::Result<BenchUser> {
+    use entity::user::Column;
+    use sea_orm::sea_query::Query;
+    let email = user::normalize_email(&new.email)?;
+    user::validate_name(&new.name)?;
+    let mut insert = Query::insert();
+    insert
+        .into_table(entity::user::Entity)
+        .columns([Column::Email, Column::Name])
+        .values_panic([email.into(), new.name.into()])
+        .returning(Query::returning().columns([
+            Column::Id,
+            Column::Email,
+            Column::Name,
+            Column::CreatedAt,
+            Column::UpdatedAt,
+        ]));
+    let statement = db.backend().build(&insert);
+    BenchUser::find_by_statement(statement)
+        .one(db.connection())
+        .await
+        .map_err(|err| service::Error::from_db("create a user", err))?
+        .ok_or(service::Error::NotFound {
+            entity: "user",
+            key: "the inserted row".to_owned(),
+        })
 }
 
 async fn bulk_insert(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
@@ -273,7 +367,14 @@ async fn bulk_insert(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr
         .collect();
     let cpu0 = cpu_seconds()?;
     let t0 = Instant::now();
-    let inserted = user::create_many(db.connection(), &rows).await?;
+    let inserted = if cfg.variant == Variant::Insert {
+        let tx = db.connection().begin().await?;
+        let inserted = user::create_many(&tx, &rows).await?;
+        tx.commit().await?;
+        inserted
+    } else {
+        user::create_many(db.connection(), &rows).await?
+    };
     let secs = t0.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds()? - cpu0;
     if inserted != cfg.bulk_rows {
@@ -284,7 +385,15 @@ async fn bulk_insert(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr
         secs,
         cpu_s,
         lat_ns: vec![],
-        extra: vec![("method", "copy".to_owned())],
+        extra: vec![(
+            "method",
+            if cfg.variant == Variant::Insert {
+                "insert"
+            } else {
+                "copy"
+            }
+            .to_owned(),
+        )],
     })
 }
 
