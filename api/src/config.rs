@@ -5,16 +5,21 @@
 //! | ------------- | ---------------- | ------- |
 //! | `API_ADDR`    | `127.0.0.1:3000` | address to listen on, `IP:PORT` (port `0`: any free port) |
 //! | `API_MIGRATE` | `false`          | apply pending migrations at start-up (also `--migrate`) |
+//! | `API_REQUEST_TIMEOUT` | `30s`    | a request not answered by then gets 503 (a hung database); also bounds graceful shutdown |
 //!
 //! Binaries load `.env` before reading it (`service::config::load_dotenv()`); values set in the process
 //! environment win over `.env`.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use service::DatabaseConfig;
 
 /// Where the API listens when `API_ADDR` is unset.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+
+/// How long a request may take when `API_REQUEST_TIMEOUT` is unset.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The command line's usage text.
 pub const USAGE: &str = "\
@@ -31,6 +36,7 @@ Options:
 Environment:
   API_ADDR        address to listen on, IP:PORT (default 127.0.0.1:3000)
   API_MIGRATE     true/false: apply pending migrations at start-up (default false)
+  API_REQUEST_TIMEOUT  seconds (or 500ms) before a request answers 503 (default 30)
   DATABASE_URL    postgres://user:password@host:5432/db or sqlite://path?mode=rwc
   DB_ECHO         true: log every SQL statement
   DB_*            pool settings, see the service crate's DatabaseConfig
@@ -45,6 +51,8 @@ pub struct ApiConfig {
     pub addr: SocketAddr,
     /// Apply pending migrations at start-up (`--migrate` or `API_MIGRATE`).
     pub migrate: bool,
+    /// A request not answered within this gets 503 (`API_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
     /// The database (`DATABASE_URL`, `DB_*`).
     pub database: DatabaseConfig,
 }
@@ -131,9 +139,14 @@ impl Invocation {
             Some(value) => parse_bool("API_MIGRATE", &value)?,
             None => false,
         };
+        let request_timeout = match get("API_REQUEST_TIMEOUT") {
+            Some(value) => parse_timeout(&value)?,
+            None => DEFAULT_REQUEST_TIMEOUT,
+        };
         Ok(Self::Serve(Box::new(ApiConfig {
             addr,
             migrate: migrate_flag || migrate_env,
+            request_timeout,
             database: database()?,
         })))
     }
@@ -146,6 +159,24 @@ fn parse_addr(value: &str) -> Result<SocketAddr, ConfigError> {
         .trim()
         .parse()
         .map_err(|_| invalid("API_ADDR", value, ADDR_REASON))
+}
+
+fn parse_timeout(value: &str) -> Result<Duration, ConfigError> {
+    const REASON: &str = "expected a duration between 1ms and 1h, such as 30, 30s or 500ms";
+    let text = value.trim();
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(ms) => (ms, 0.001),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    let secs = number
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| invalid("API_REQUEST_TIMEOUT", value, REASON))?
+        * scale;
+    if !(0.001..=3600.0).contains(&secs) {
+        return Err(invalid("API_REQUEST_TIMEOUT", value, REASON));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -257,5 +288,26 @@ mod tests {
         );
         let err = parse(&["--migrat"], &[]).unwrap_err();
         assert_eq!(err, ConfigError::UnknownArgument("--migrat".into()));
+    }
+
+    #[test]
+    fn api_request_timeout_is_read_and_checked() {
+        assert_eq!(serve(&[], &[]).request_timeout, DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(
+            serve(&[], &[("API_REQUEST_TIMEOUT", "500ms")]).request_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            serve(&[], &[("API_REQUEST_TIMEOUT", "45")]).request_timeout,
+            Duration::from_secs(45)
+        );
+        for bad in ["0", "soon", "99999"] {
+            let err = parse(&[], &[("API_REQUEST_TIMEOUT", bad)]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("API_REQUEST_TIMEOUT={bad:?} is invalid")),
+                "{err}"
+            );
+        }
     }
 }

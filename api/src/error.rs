@@ -42,6 +42,12 @@ impl ApiError {
         }
     }
 
+    /// 503 for a request the database did not let finish in time.
+    #[must_use]
+    pub fn timed_out() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE)
+    }
+
     /// 422 for an input field that cannot be used.
     #[must_use]
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {

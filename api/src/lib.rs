@@ -31,9 +31,11 @@ pub mod users;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use service::{DatabaseService, HealthReport, HealthStatus};
@@ -46,7 +48,7 @@ pub use config::{ApiConfig, ConfigError, Invocation};
 pub use error::ApiError;
 
 /// Every route of the API, with `service` as the state its handlers extract.
-pub fn build_router(service: DatabaseService) -> Router {
+pub fn build_router(service: DatabaseService, request_timeout: Duration) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/users", get(users::list).post(users::create))
@@ -55,6 +57,9 @@ pub fn build_router(service: DatabaseService) -> Router {
             get(users::get).patch(users::update).delete(users::delete),
         )
         .fallback(no_route)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            answer_within(request_timeout, request, next)
+        }))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
@@ -65,6 +70,23 @@ pub fn build_router(service: DatabaseService) -> Router {
                 ),
         )
         .with_state(service)
+}
+
+/// Answers 503 when a request has not been answered within `limit`: the database is hung or
+/// unreachable without refusing connections (a dead network path), which no pool timeout
+/// notices. It also bounds how long graceful shutdown waits for in-flight requests.
+async fn answer_within(
+    limit: Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(limit_ms = limit.as_millis(), "request timed out");
+            error::ApiError::timed_out().into_response()
+        }
+    }
 }
 
 /// `GET /health`: the database's health report; 200 when healthy, 503 when degraded
@@ -92,6 +114,7 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     service: DatabaseService,
+    request_timeout: Duration,
 }
 
 impl Application {
@@ -108,7 +131,16 @@ impl Application {
             listener,
             addr,
             service,
+            request_timeout: config::DEFAULT_REQUEST_TIMEOUT,
         })
+    }
+
+    /// Answer 503 to requests not answered within `limit` (default
+    /// [`config::DEFAULT_REQUEST_TIMEOUT`]).
+    #[must_use]
+    pub fn with_request_timeout(mut self, limit: Duration) -> Self {
+        self.request_timeout = limit;
+        self
     }
 
     /// The address actually bound.
@@ -127,7 +159,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let router = build_router(self.service.clone());
+        let router = build_router(self.service.clone(), self.request_timeout);
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -228,7 +260,7 @@ pub async fn run(
         );
     }
     let app = match Application::bind(config.addr, service.clone()).await {
-        Ok(app) => app,
+        Ok(app) => app.with_request_timeout(config.request_timeout),
         Err(source) => {
             let _ = service.close().await;
             return Err(StartError::Bind {

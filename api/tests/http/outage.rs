@@ -142,3 +142,36 @@ async fn health_answers_503_within_the_timeout_while_the_database_hangs() {
     wait_until_healthy(&server).await;
     server.create_user("ada@example.com", "Ada").await;
 }
+
+#[tokio::test]
+async fn user_routes_answer_503_within_the_request_timeout_when_the_database_hangs() {
+    let db = TestDatabase::new(TestBackend::Postgres).await;
+    let proxy = FaultProxy::start(db.config()).await;
+    let limit = Duration::from_millis(700);
+    let server = TestServer::start_with_request_timeout(&proxied(&db, &proxy), limit).await;
+    let id = server.create_user("ada@example.com", "Ada").await["id"].clone();
+
+    proxy.blackhole();
+    let started = Instant::now();
+    let response = server.get(&format!("/users/{id}")).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], api::error::UNAVAILABLE_MESSAGE);
+    assert!(
+        elapsed >= limit && elapsed < limit + Duration::from_millis(500),
+        "{elapsed:?}"
+    );
+
+    proxy.forward();
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..40 {
+        status = server.get(&format!("/users/{id}")).await.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::OK, "recovered without a restart");
+}

@@ -25,12 +25,18 @@ pub struct TestServer {
 impl TestServer {
     /// Connects a new pool with `config` and serves it on `127.0.0.1:0`.
     pub async fn start(config: &DatabaseConfig) -> Self {
+        Self::start_with_request_timeout(config, api::config::DEFAULT_REQUEST_TIMEOUT).await
+    }
+
+    /// Like [`start`](Self::start), answering 503 to requests slower than `limit`.
+    pub async fn start_with_request_timeout(config: &DatabaseConfig, limit: Duration) -> Self {
         let service = DatabaseService::connect(config)
             .await
             .expect("the server connects to the test database");
         let app = Application::bind("127.0.0.1:0".parse().unwrap(), service.clone())
             .await
-            .expect("a free loopback port");
+            .expect("a free loopback port")
+            .with_request_timeout(limit);
         let addr = app.local_addr();
         assert_ne!(addr.port(), 0);
         let (shutdown, signal) = oneshot::channel::<()>();
