@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use migration::runner::{self, DownTo, MigrateError, UpTo};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use service::testing::{TestBackend, TestCluster, TestDatabase};
 use service::user::{self, NewUser, UserChanges};
 use service::{ConnectFailure, DatabaseConfig, DatabaseService, DatabaseUrl, Error};
 
 use crate::on_both_backends;
+use crate::sql::{count, table_exists};
 
 on_both_backends!(
     a_migration_failing_part_way_leaves_nothing_behind,
@@ -593,31 +594,6 @@ async fn hostile_input_is_rejected_or_stored_exactly(backend: TestBackend) {
         1 + 5 + 1,
         "table intact, nothing else written"
     );
-}
-
-async fn table_exists(conn: &DatabaseConnection, table: &str) -> bool {
-    let backend = conn.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => {
-            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1"
-        }
-        _ => "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
-    };
-    let row = conn
-        .query_one_raw(Statement::from_sql_and_values(backend, sql, [table.into()]))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap() == 1
-}
-
-async fn count(conn: &DatabaseConnection, sql: &str) -> i64 {
-    let row = conn
-        .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index(0).unwrap()
 }
 
 fn free_port() -> u16 {

@@ -11,6 +11,7 @@ mod failures;
 mod health;
 mod migrations;
 mod service;
+mod sql;
 mod test_support;
 mod user_repository;
 

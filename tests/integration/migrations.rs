@@ -8,6 +8,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
 use service::testing::{TestBackend, TestDatabase};
 
 use crate::on_both_backends;
+use crate::sql::{count, table_exists};
 
 on_both_backends!(
     up_down_up_round_trip,
@@ -217,25 +218,4 @@ async fn timestamps(conn: &DatabaseConnection) -> (String, String) {
         row.try_get_by_index(0).unwrap(),
         row.try_get_by_index(1).unwrap(),
     )
-}
-
-async fn table_exists(conn: &DatabaseConnection, table: &str) -> bool {
-    let sql = match conn.get_database_backend() {
-        DbBackend::Postgres => format!(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = '{table}'"
-        ),
-        _ => {
-            format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'")
-        }
-    };
-    count(conn, &sql).await == 1
-}
-
-async fn count(conn: &DatabaseConnection, sql: &str) -> i64 {
-    let row = conn
-        .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index(0).unwrap()
 }
