@@ -32,6 +32,10 @@
 //!   SeaORM/SeaQuery on every call (`Entity::find_by_id(id).into_model().one(db)`, and
 //!   `Query::insert()…returning(…)` decoded with `find_by_statement`), as SeaORM's
 //!   documentation teaches, instead of the repository's statements rendered once;
+//! * `seaorm-query-path`: point-select and insert-one run the same statements, rendered once,
+//!   through SeaORM's generic query execution (`Model::find_by_statement(stmt).one(db)`), which
+//!   is what the repository's `get`/`create` do, instead of `get_as`/`create_as`'s sqlx path
+//!   on the pool;
 //! * `insert`: bulk-insert calls `create_many` inside a transaction, which takes the chunked
 //!   multi-row `INSERT` path instead of `COPY`.
 //!
@@ -42,12 +46,14 @@
 //! `BENCH_HEALTH_OPS` [10000], `BENCH_IMPL_NAME` [seaorm].
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use sea_orm::entity::prelude::DateTimeWithTimeZone;
-use sea_orm::{ActiveValue, EntityTrait, FromQueryResult, TransactionTrait, sqlx};
+use sea_orm::{
+    ActiveValue, DbBackend, EntityTrait, FromQueryResult, Statement, TransactionTrait, Value, sqlx,
+};
 use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::seaql_migrations;
 use service::user::{self, NewUser};
@@ -90,6 +96,7 @@ struct Cfg {
 enum Variant {
     Product,
     PerCallRender,
+    SeaormQueryPath,
     Insert,
 }
 
@@ -98,10 +105,12 @@ impl Variant {
         match std::env::var("DB_BENCH_VARIANT").as_deref() {
             Err(_) | Ok("") => Ok(Self::Product),
             Ok("per-call-render") => Ok(Self::PerCallRender),
+            Ok("seaorm-query-path") => Ok(Self::SeaormQueryPath),
             Ok("insert") => Ok(Self::Insert),
-            Ok(other) => {
-                Err(format!("DB_BENCH_VARIANT={other:?}: per-call-render or insert").into())
-            }
+            Ok(other) => Err(format!(
+                "DB_BENCH_VARIANT={other:?}: per-call-render, seaorm-query-path or insert"
+            )
+            .into()),
         }
     }
 
@@ -109,6 +118,7 @@ impl Variant {
         match self {
             Self::Product => None,
             Self::PerCallRender => Some("per-call-render"),
+            Self::SeaormQueryPath => Some("seaorm-query-path"),
             Self::Insert => Some("insert"),
         }
     }
@@ -275,13 +285,27 @@ where
 
 async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
     let n = i32::try_from(cfg.n)?;
-    let per_call_render = cfg.variant == Variant::PerCallRender;
+    let variant = cfg.variant;
     let db = db.clone();
     run_concurrent(cfg, cfg.point_ops, move |_| {
         let db = db.clone();
         async move {
             let id = fastrand::i32(1..=n);
-            let u: BenchUser = if per_call_render {
+            let u: BenchUser = if variant == Variant::SeaormQueryPath {
+                let statement = Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    SELECT_BY_ID.as_str(),
+                    [Value::from(id)],
+                );
+                BenchUser::find_by_statement(statement)
+                    .one(db.connection())
+                    .await
+                    .map_err(|err| service::Error::from_db("read a user", err))?
+                    .ok_or(service::Error::NotFound {
+                        entity: "user",
+                        key: format!("id {id}"),
+                    })?
+            } else if variant == Variant::PerCallRender {
                 entity::user::Entity::find_by_id(id)
                     .into_model::<BenchUser>()
                     .one(db.connection())
@@ -303,7 +327,7 @@ async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxEr
 }
 
 async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
-    let per_call_render = cfg.variant == Variant::PerCallRender;
+    let variant = cfg.variant;
     let db = db.clone();
     run_concurrent(cfg, cfg.insert_ops, move |i| {
         let db = db.clone();
@@ -312,8 +336,10 @@ async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr>
                 email: format!("user{i}@bench.example"),
                 name: format!("User {i}"),
             };
-            let u: BenchUser = if per_call_render {
-                insert_rendered_per_call(&db, new).await?
+            let u: BenchUser = if variant == Variant::PerCallRender {
+                insert_rendered_per_call(&db, new, false).await?
+            } else if variant == Variant::SeaormQueryPath {
+                insert_rendered_per_call(&db, new, true).await?
             } else {
                 user::create_as(db.connection(), new).await?
             };
@@ -324,21 +350,30 @@ async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr>
     .await
 }
 
-/// insert-one as it looks without the repository's cached statement: the same validation and
-/// the same `INSERT … RETURNING`, built and rendered by SeaQuery on every call.
-async fn insert_rendered_per_call(
-    db: &DatabaseService,
-    new: NewUser,
-) -> service::Result<BenchUser> {
+/// The repository's point-select statement, rendered once (variant `seaorm-query-path`).
+static SELECT_BY_ID: LazyLock<String> = LazyLock::new(|| {
+    use sea_orm::{ColumnTrait, QueryFilter, QueryTrait};
+    entity::user::Entity::find()
+        .filter(entity::user::Column::Id.eq(0))
+        .build(DbBackend::Postgres)
+        .sql
+});
+
+/// The repository's `INSERT … RETURNING`, rendered once (variant `seaorm-query-path`).
+static INSERT_RETURNING: LazyLock<String> = LazyLock::new(|| {
+    DbBackend::Postgres
+        .build(&insert_statement(String::new(), String::new()))
+        .sql
+});
+
+fn insert_statement(email: String, name: String) -> sea_orm::sea_query::InsertStatement {
     use entity::user::Column;
     use sea_orm::sea_query::Query;
-    let email = user::normalize_email(&new.email)?;
-    user::validate_name(&new.name)?;
     let mut insert = Query::insert();
     insert
         .into_table(entity::user::Entity)
         .columns([Column::Email, Column::Name])
-        .values_panic([email.into(), new.name.into()])
+        .values_panic([email.into(), name.into()])
         .returning(Query::returning().columns([
             Column::Id,
             Column::Email,
@@ -346,7 +381,28 @@ async fn insert_rendered_per_call(
             Column::CreatedAt,
             Column::UpdatedAt,
         ]));
-    let statement = db.backend().build(&insert);
+    insert
+}
+
+/// insert-one without the repository's `create_as`: the same validation and the same
+/// `INSERT … RETURNING`, run through SeaORM's generic query path, either built and rendered
+/// by SeaQuery on every call (`rendered_once == false`) or rendered once.
+async fn insert_rendered_per_call(
+    db: &DatabaseService,
+    new: NewUser,
+    rendered_once: bool,
+) -> service::Result<BenchUser> {
+    let email = user::normalize_email(&new.email)?;
+    user::validate_name(&new.name)?;
+    let statement = if rendered_once {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            INSERT_RETURNING.as_str(),
+            [Value::from(email), Value::from(new.name)],
+        )
+    } else {
+        db.backend().build(&insert_statement(email, new.name))
+    };
     BenchUser::find_by_statement(statement)
         .one(db.connection())
         .await

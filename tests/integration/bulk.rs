@@ -1,5 +1,7 @@
 //! `user::create_many`, on both backends: through the pool (COPY on PostgreSQL, multi-row
 //! INSERT on SQLite) and inside a caller's transaction (multi-row INSERT in a savepoint).
+//! Also `get_as`/`create_as`, whose fast path on the PostgreSQL pool bypasses SeaORM's query
+//! execution (the benchmark's hot paths).
 
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder, TransactionTrait};
 use service::Error;
@@ -17,6 +19,7 @@ on_both_backends!(
     create_many_in_a_transaction_leaves_it_usable_after_a_conflict,
     create_many_names_the_first_invalid_row_and_inserts_nothing,
     create_many_of_nothing_inserts_nothing,
+    get_as_and_create_as_behave_like_get_and_create,
 );
 
 fn new_user(email: &str, name: &str) -> NewUser {
@@ -215,4 +218,48 @@ async fn create_many_of_nothing_inserts_nothing(backend: TestBackend) {
     assert_eq!(user::create_many(db.connection(), &[]).await.unwrap(), 0);
 
     assert_eq!(count(db.connection()).await, 0);
+}
+
+async fn get_as_and_create_as_behave_like_get_and_create(backend: TestBackend) {
+    let db = TestDatabase::new(backend).await;
+
+    // On the pool (sqlx directly on PostgreSQL) ...
+    let ada: user::User = user::create_as(db.connection(), new_user(" Ada@X.io", "Ada"))
+        .await
+        .unwrap();
+    assert_eq!(ada.email, "ada@x.io");
+    assert_eq!(user::get(db.connection(), ada.id).await.unwrap(), ada);
+    let read: user::User = user::get_as(db.connection(), ada.id).await.unwrap();
+    assert_eq!(read, ada);
+    let err = user::create_as::<user::User, _>(db.connection(), new_user("ADA@x.io", "B"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { field: "email", .. }),
+        "{err:?}"
+    );
+    let err = user::get_as::<user::User, _>(db.connection(), ada.id + 1000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "user", .. }),
+        "{err:?}"
+    );
+    let err = user::create_as::<user::User, _>(db.connection(), new_user("nope", "B"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Validation { field: "email", .. }),
+        "{err:?}"
+    );
+
+    // ... and in a transaction (SeaORM's path).
+    let tx = db.connection().begin().await.unwrap();
+    let bob: user::User = user::create_as(&tx, new_user("bob@x.io", "Bob"))
+        .await
+        .unwrap();
+    let read: user::User = user::get_as(&tx, bob.id).await.unwrap();
+    assert_eq!(read, bob);
+    tx.commit().await.unwrap();
+    assert_eq!(user::get(db.connection(), bob.id).await.unwrap(), bob);
 }
