@@ -63,17 +63,16 @@ const ENTITY: &str = "user";
 
 /// Creates a user and returns it as stored (id, normalised email, timestamps).
 ///
-/// One `INSERT … RETURNING` rendered once per backend and reused; it does not go through
-/// `ActiveModel::insert`, so hooks added to `entity::user`'s `ActiveModelBehavior` (there are
-/// none) would not run here. [`create_as`] is the same with a faster path on the pool.
+/// One `INSERT … RETURNING` rendered once per backend and reused (see [`create_as`] for the
+/// path it takes); it does not go through `ActiveModel::insert`, so hooks added to
+/// `entity::user`'s `ActiveModelBehavior` (there are none) would not run here.
 ///
 /// # Errors
 ///
 /// [`Error::Validation`] for a bad email or name, [`Error::Conflict`] when the email is taken
 /// in any letter case, [`Error::Unavailable`] / [`Error::Database`] from the database.
-pub async fn create<C: ConnectionTrait>(db: &C, new: NewUser) -> Result<User> {
-    let (email, name) = validated(new)?;
-    insert_through_seaorm(db, email, name).await
+pub async fn create<C: ConnectionTrait + 'static>(db: &C, new: NewUser) -> Result<User> {
+    create_as(db, new).await
 }
 
 /// [`create`], returning the stored row decoded into your own type: a projection of the
@@ -176,14 +175,13 @@ where
 
 /// The user with this id.
 ///
-/// The query is rendered once per backend and reused. [`get_as`] is the same with a faster
-/// path on the pool.
+/// The query is rendered once per backend and reused (see [`get_as`] for the path it takes).
 ///
 /// # Errors
 ///
 /// [`Error::NotFound`] when there is none, [`Error::Unavailable`] / [`Error::Database`].
-pub async fn get<C: ConnectionTrait>(db: &C, id: i32) -> Result<User> {
-    select_through_seaorm(db, id).await
+pub async fn get<C: ConnectionTrait + 'static>(db: &C, id: i32) -> Result<User> {
+    get_as(db, id).await
 }
 
 /// [`get`], decoding the row into your own type (a projection, or a model with wider column
@@ -290,7 +288,7 @@ pub async fn update<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -
         validate_name(name)?;
     }
     if email.is_none() && changes.name.is_none() {
-        return get(db, id).await;
+        return select_through_seaorm(db, id).await;
     }
     let mut update = user::Entity::update_many()
         .filter(user::Column::Id.eq(id))
