@@ -48,7 +48,7 @@ const POSTGRES: [(&str, &str); 7] = [
         "table",
         "SELECT c.relname::text FROM pg_class c \
          WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') \
-         ORDER BY 1 COLLATE \"C\"",
+         ORDER BY c.relname::text COLLATE \"C\"",
     ),
     (
         "column",
@@ -94,7 +94,7 @@ const POSTGRES: [(&str, &str); 7] = [
         "SELECT t.typname || ' (' || string_agg(quote_literal(e.enumlabel), ', ' \
              ORDER BY e.enumsortorder) || ')' \
          FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid \
-         WHERE t.typnamespace = current_schema()::regnamespace GROUP BY t.typname ORDER BY 1 COLLATE \"C\"",
+         WHERE t.typnamespace = current_schema()::regnamespace GROUP BY t.typname ORDER BY t.typname::text COLLATE \"C\"",
     ),
 ];
 

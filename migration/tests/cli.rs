@@ -329,3 +329,25 @@ fn without_database_url_the_migrator_uses_the_embedded_sqlite_file_and_is_idempo
         3
     );
 }
+
+#[tokio::test]
+async fn schema_prints_the_catalog_in_a_stable_order() {
+    let db = TestDatabase::new(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+
+    let first = run(&url, &["schema"]);
+    let second = run(&url, &["schema"]);
+
+    assert!(first.status.success(), "{}", stderr(&first));
+    let text = String::from_utf8_lossy(&first.stdout);
+    for expected in [
+        "table user",
+        "column user.email character varying(255) NOT NULL",
+        "UNIQUE INDEX user_email_lower_key",
+        "CREATE TRIGGER user_set_updated_at BEFORE UPDATE",
+        "function set_updated_at()",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    assert_eq!(first.stdout, second.stdout);
+}
