@@ -7,7 +7,7 @@ use serde_json::json;
 use service::testing::{TestBackend, TestDatabase};
 
 use crate::on_both_backends;
-use crate::support::{TestServer, assert_error, status_and_json};
+use crate::support::{TestServer, assert_users_unavailable, id_of, status_and_json};
 
 on_both_backends!(
     healthy_answers_200_with_the_report,
@@ -81,26 +81,5 @@ async fn unhealthy_answers_503_and_the_user_routes_503_once_the_pool_is_closed(
         "{report}"
     );
 
-    let path = format!("/users/{}", ada["id"]);
-    for response in [
-        server.get(&path).await,
-        server.get("/users").await,
-        server
-            .post(
-                "/users",
-                &json!({"email": "grace@example.com", "name": "Grace"}),
-            )
-            .await,
-        server.patch(&path, &json!({"name": "Ada L."})).await,
-        server.delete(&path).await,
-    ] {
-        let body = assert_error(
-            response,
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            api::error::UNAVAILABLE_MESSAGE,
-        )
-        .await;
-        assert_eq!(body, json!({"error": api::error::UNAVAILABLE_MESSAGE}));
-    }
+    assert_users_unavailable(&server, id_of(&ada)).await;
 }

@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use service::DatabaseConfig;
 use service::testing::{FaultProxy, TestBackend, TestDatabase};
 
-use crate::support::{TestServer, assert_error, id_of, status_and_json};
+use crate::support::{TestServer, assert_users_unavailable, id_of, status_and_json};
 
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -40,34 +40,6 @@ async fn wait_until_healthy(server: &TestServer) {
         }
         assert!(Instant::now() < deadline, "still unhealthy: {report}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn assert_users_unavailable(server: &TestServer, id: i64) {
-    let path = format!("/users/{id}");
-    for response in [
-        server.get(&path).await,
-        server.get("/users?limit=10").await,
-        server
-            .post(
-                "/users",
-                &json!({"email": "grace@example.com", "name": "Grace"}),
-            )
-            .await,
-        server.patch(&path, &json!({"name": "Ada L."})).await,
-    ] {
-        let body = assert_error(
-            response,
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            api::error::UNAVAILABLE_MESSAGE,
-        )
-        .await;
-        let text = body.to_string();
-        assert!(
-            !text.contains("127.0.0.1") && !text.contains("connection"),
-            "{text}"
-        );
     }
 }
 

@@ -210,3 +210,30 @@ pub fn id_of(user: &Value) -> i64 {
         .as_i64()
         .unwrap_or_else(|| panic!("no id: {user}"))
 }
+
+/// Every user route answers 503 with exactly the generic body: nothing of the cause (no
+/// address, no driver text) leaks out.
+pub async fn assert_users_unavailable(server: &TestServer, id: i64) {
+    let path = format!("/users/{id}");
+    for response in [
+        server.get(&path).await,
+        server.get("/users?limit=10").await,
+        server
+            .post(
+                "/users",
+                &json!({"email": "grace@example.com", "name": "Grace"}),
+            )
+            .await,
+        server.patch(&path, &json!({"name": "Ada L."})).await,
+        server.delete(&path).await,
+    ] {
+        let body = assert_error(
+            response,
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            api::error::UNAVAILABLE_MESSAGE,
+        )
+        .await;
+        assert_eq!(body, json!({"error": api::error::UNAVAILABLE_MESSAGE}));
+    }
+}
