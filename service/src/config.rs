@@ -13,6 +13,7 @@
 //! | `DB_ACQUIRE_TIMEOUT`  | `5s`                             | waiting for a free pooled connection; past it callers get `Unavailable` |
 //! | `DB_IDLE_TIMEOUT`     | `10m`                            | close connections idle this long (`off` to keep them) |
 //! | `DB_MAX_LIFETIME`     | `30m`                            | recycle connections this old (`off` to keep them) |
+//! | `DB_PING_AFTER_IDLE`  | `30s`                            | ping a pooled connection before handing it out if it sat idle this long (`0`: on every checkout, `off`: never) |
 //! | `DB_CONNECT_DEADLINE` | `30s`                            | how long [`DatabaseService::connect`](crate::DatabaseService::connect) keeps retrying while the server starts |
 //! | `DB_HEALTH_TIMEOUT`   | `2s`                             | upper bound of [`DatabaseService::health`](crate::DatabaseService::health) |
 //! | `DB_APPLICATION_NAME` | the executable's name            | `application_name` in `pg_stat_activity` |
@@ -121,6 +122,11 @@ pub struct DatabaseConfig {
     pub idle_timeout: Option<Duration>,
     /// Connections are replaced after this long (`None`: never).
     pub max_lifetime: Option<Duration>,
+    /// A pooled connection that has been idle at least this long is pinged before it is handed
+    /// out, and replaced if the ping fails (a server restart, or a proxy or firewall that
+    /// dropped the quiet connection). `Some(Duration::ZERO)` pings on every checkout, one
+    /// extra round trip per query; `None` never pings.
+    pub ping_after_idle: Option<Duration>,
     /// How long `connect` retries, with exponential backoff, while the server is starting.
     pub connect_deadline: Duration,
     /// Upper bound of one `health()` call.
@@ -148,6 +154,7 @@ impl DatabaseConfig {
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
+            ping_after_idle: Some(Duration::from_secs(30)),
             connect_deadline: Duration::from_secs(30),
             health_timeout: Duration::from_secs(2),
             application_name: default_application_name(),
@@ -200,6 +207,12 @@ impl DatabaseConfig {
         }
         if let Some(value) = get("DB_MAX_LIFETIME") {
             config.max_lifetime = parse_optional_duration("DB_MAX_LIFETIME", &value)?;
+        }
+        if let Some(value) = get("DB_PING_AFTER_IDLE") {
+            config.ping_after_idle = match value.trim().to_ascii_lowercase().as_str() {
+                "off" | "none" | "never" => None,
+                _ => Some(parse_duration("DB_PING_AFTER_IDLE", &value)?),
+            };
         }
         if let Some(value) = get("DB_CONNECT_DEADLINE") {
             config.connect_deadline = parse_duration("DB_CONNECT_DEADLINE", &value)?;
@@ -254,6 +267,7 @@ impl DatabaseConfig {
             ("DB_CONNECT_DEADLINE", Some(self.connect_deadline)),
             ("DB_IDLE_TIMEOUT", self.idle_timeout),
             ("DB_MAX_LIFETIME", self.max_lifetime),
+            ("DB_PING_AFTER_IDLE", self.ping_after_idle),
             ("DB_STATEMENT_TIMEOUT", self.statement_timeout),
         ] {
             // Far beyond any sensible setting, and the pool adds these to `Instant`s, which
@@ -388,6 +402,7 @@ mod tests {
         assert_eq!(config.acquire_timeout, Duration::from_secs(5));
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(600)));
         assert_eq!(config.max_lifetime, Some(Duration::from_secs(1800)));
+        assert_eq!(config.ping_after_idle, Some(Duration::from_secs(30)));
         assert_eq!(config.connect_deadline, Duration::from_secs(30));
         assert_eq!(config.health_timeout, Duration::from_secs(2));
     }
@@ -403,6 +418,7 @@ mod tests {
             ("DB_ACQUIRE_TIMEOUT", "3"),
             ("DB_IDLE_TIMEOUT", "off"),
             ("DB_MAX_LIFETIME", "2m"),
+            ("DB_PING_AFTER_IDLE", "5s"),
             ("DB_CONNECT_DEADLINE", "1.5s"),
             ("DB_HEALTH_TIMEOUT", "500ms"),
             ("DB_APPLICATION_NAME", "orders-api"),
@@ -419,11 +435,22 @@ mod tests {
         assert_eq!(config.acquire_timeout, Duration::from_secs(3));
         assert_eq!(config.idle_timeout, None);
         assert_eq!(config.max_lifetime, Some(Duration::from_secs(120)));
+        assert_eq!(config.ping_after_idle, Some(Duration::from_secs(5)));
         assert_eq!(config.connect_deadline, Duration::from_millis(1500));
         assert_eq!(config.health_timeout, Duration::from_millis(500));
         assert_eq!(config.application_name, "orders-api");
         assert_eq!(config.statement_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.schema.as_deref(), Some("orders"));
+    }
+
+    #[test]
+    fn the_checkout_ping_can_run_always_or_never() {
+        let always = config(&[("DB_PING_AFTER_IDLE", "0")]).unwrap();
+        assert_eq!(always.ping_after_idle, Some(Duration::ZERO));
+        let never = config(&[("DB_PING_AFTER_IDLE", "off")]).unwrap();
+        assert_eq!(never.ping_after_idle, None);
+        let err = config(&[("DB_PING_AFTER_IDLE", "soon")]).unwrap_err();
+        assert!(err.to_string().starts_with("DB_PING_AFTER_IDLE="), "{err}");
     }
 
     #[test]

@@ -297,15 +297,21 @@ fn connect_options(config: &DatabaseConfig) -> ConnectOptions {
         .max_lifetime(config.max_lifetime)
         .set_application_name(config.application_name.clone())
         .sqlx_logging(config.echo)
-        .sqlx_logging_level(tracing::log::LevelFilter::Info)
-        // The checkout-ping policy. SeaORM (like sqlx) pings every connection on every
-        // checkout by default: one extra round trip per query. sqlx 0.9 already pings each
-        // connection when it goes back to the pool, so a connection that broke during a query
-        // is dropped there. What is left is a connection that broke while it sat idle (server
-        // restart, a proxy or firewall closing quiet connections): ping those, and only those,
-        // when they have been idle for 30 s. A server restart in the last 30 s can still cost
-        // one failed query (`Unavailable`) per pooled connection; the pool then reconnects.
-        .test_before_acquire_if_idle_for(Duration::from_secs(30));
+        .sqlx_logging_level(tracing::log::LevelFilter::Info);
+    // The checkout-ping policy. SeaORM (like sqlx) pings every connection on every checkout by
+    // default: one extra round trip per query. sqlx 0.9 already pings each connection when it
+    // goes back to the pool, so a connection that broke during a query is dropped there. What
+    // is left is a connection that broke while it sat idle (server restart, a proxy or
+    // firewall closing quiet connections): ping those, and only those, once they have been
+    // idle for `ping_after_idle` (30 s by default). A server restart less than that ago can
+    // still cost one failed query (`Unavailable`) per pooled connection; the pool then
+    // reconnects. `tests/integration/failures.rs` restarts a server under an idle pool with
+    // and without the ping.
+    match config.ping_after_idle {
+        Some(idle) if idle.is_zero() => options.test_before_acquire(true),
+        Some(idle) => options.test_before_acquire_if_idle_for(idle),
+        None => options.test_before_acquire(false),
+    };
     if !config.url.is_sqlite() {
         if let Some(timeout) = config.statement_timeout {
             options.statement_timeout(timeout);

@@ -456,6 +456,86 @@ async fn the_pool_recovers_after_a_server_restart_under_load() {
     assert!(sessions <= 4, "no leaked connections: {sessions}");
 }
 
+/// The pool's checkout-ping policy (`ping_after_idle`) after a server restart: connections that
+/// sat idle through the restart are dead. Without the ping, the first queries on them fail;
+/// with it, each is pinged, found dead and replaced before the query runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_broken_by_a_server_restart_are_replaced_before_use() {
+    let cluster = TestCluster::start();
+    let never = failures_after_restart(&cluster, None).await;
+    assert_eq!(
+        never, 4,
+        "without the ping every dead connection fails a query"
+    );
+    let after_idle = failures_after_restart(&cluster, Some(Duration::from_millis(50))).await;
+    assert_eq!(after_idle, 0, "idle connections are pinged and replaced");
+}
+
+/// Fills a pool of 4 connections, restarts the server, waits past `ping_after_idle` and runs 4
+/// reads at once (one per pooled connection); returns how many failed.
+async fn failures_after_restart(cluster: &TestCluster, ping_after_idle: Option<Duration>) -> usize {
+    let mut config = DatabaseConfig::new(DatabaseUrl::parse(cluster.admin_url()).unwrap());
+    config.max_connections = 4;
+    config.ping_after_idle = ping_after_idle;
+    let service = DatabaseService::connect(&config).await.unwrap();
+    service.apply_migrations().await.unwrap();
+    let email = format!("idle-{}@x.io", ping_after_idle.map_or(0, |d| d.as_millis()));
+    let id = user::create(
+        service.connection(),
+        NewUser {
+            email,
+            name: "Idle".into(),
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    let pool = service.connection().get_postgres_connection_pool();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    drop(held);
+    // Connections go back to the pool after sqlx's own check on release.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool.num_idle() < 4 {
+        assert!(Instant::now() < deadline, "the pool did not fill");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    tokio::task::block_in_place(|| {
+        cluster.stop();
+        cluster.restart();
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let reads: Vec<_> = (0..4)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move { user::get(service.connection(), id).await })
+        })
+        .collect();
+    let mut failures = 0;
+    for read in reads {
+        match read.await.unwrap() {
+            Ok(found) => assert_eq!(found.id, id),
+            Err(err) => {
+                assert!(
+                    err.is_unavailable(),
+                    "a dead connection is Unavailable: {err:?}"
+                );
+                failures += 1;
+            }
+        }
+    }
+    assert!(
+        user::get(service.connection(), id).await.is_ok(),
+        "the pool reconnects either way"
+    );
+    service.close().await.unwrap();
+    failures
+}
+
 async fn pool_exhaustion_answers_unavailable_promptly_and_recovers(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
     let mut config = db.config().clone();
