@@ -34,8 +34,10 @@
 //!   documentation teaches, instead of the repository's statements rendered once;
 //! * `seaorm-query-path`: point-select and insert-one run the same statements, rendered once,
 //!   through SeaORM's generic query execution (`Model::find_by_statement(stmt).one(db)`), which
-//!   is what the repository's `get`/`create` do, instead of `get_as`/`create_as`'s sqlx path
-//!   on the pool;
+//!   is what `get`/`create` do in a transaction or on SQLite, instead of the sqlx path they
+//!   take on the pool;
+//! * `pool-executor`: point-select and insert-one take that sqlx path, but with `&PgPool` as
+//!   the executor instead of a connection the repository checks out itself;
 //! * `insert`: bulk-insert calls `create_many` inside a transaction, which takes the chunked
 //!   multi-row `INSERT` path instead of `COPY`.
 //!
@@ -52,7 +54,8 @@ use std::time::Instant;
 
 use sea_orm::entity::prelude::DateTimeWithTimeZone;
 use sea_orm::{
-    ActiveValue, DbBackend, EntityTrait, FromQueryResult, Statement, TransactionTrait, Value, sqlx,
+    ActiveValue, DbBackend, EntityTrait, FromQueryResult, QueryResult, Statement, TransactionTrait,
+    Value, sqlx,
 };
 use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::seaql_migrations;
@@ -97,6 +100,7 @@ enum Variant {
     Product,
     PerCallRender,
     SeaormQueryPath,
+    PoolExecutor,
     Insert,
 }
 
@@ -106,9 +110,11 @@ impl Variant {
             Err(_) | Ok("") => Ok(Self::Product),
             Ok("per-call-render") => Ok(Self::PerCallRender),
             Ok("seaorm-query-path") => Ok(Self::SeaormQueryPath),
+            Ok("pool-executor") => Ok(Self::PoolExecutor),
             Ok("insert") => Ok(Self::Insert),
             Ok(other) => Err(format!(
-                "DB_BENCH_VARIANT={other:?}: per-call-render, seaorm-query-path or insert"
+                "DB_BENCH_VARIANT={other:?}: per-call-render, seaorm-query-path, pool-executor \
+                 or insert"
             )
             .into()),
         }
@@ -119,6 +125,7 @@ impl Variant {
             Self::Product => None,
             Self::PerCallRender => Some("per-call-render"),
             Self::SeaormQueryPath => Some("seaorm-query-path"),
+            Self::PoolExecutor => Some("pool-executor"),
             Self::Insert => Some("insert"),
         }
     }
@@ -315,6 +322,19 @@ async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxEr
                         entity: "user",
                         key: format!("id {id}"),
                     })?
+            } else if variant == Variant::PoolExecutor {
+                let pool = db.connection().get_postgres_connection_pool();
+                let row = sqlx::query(SELECT_BY_ID.as_str())
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(|err| service::Error::from_db("read a user", sqlx_error(err)))?
+                    .ok_or(service::Error::NotFound {
+                        entity: "user",
+                        key: format!("id {id}"),
+                    })?;
+                BenchUser::from_query_result(&QueryResult::from(row), "")
+                    .map_err(|err| service::Error::from_db("read a user", err))?
             } else {
                 user::get_as(db.connection(), id).await?
             };
@@ -340,6 +360,8 @@ async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr>
                 insert_rendered_per_call(&db, new, false).await?
             } else if variant == Variant::SeaormQueryPath {
                 insert_rendered_per_call(&db, new, true).await?
+            } else if variant == Variant::PoolExecutor {
+                insert_on_pool_executor(&db, new).await?
             } else {
                 user::create_as(db.connection(), new).await?
             };
@@ -350,7 +372,8 @@ async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr>
     .await
 }
 
-/// The repository's point-select statement, rendered once (variant `seaorm-query-path`).
+/// The repository's point-select statement, rendered once (variants `seaorm-query-path` and
+/// `pool-executor`).
 static SELECT_BY_ID: LazyLock<String> = LazyLock::new(|| {
     use sea_orm::{ColumnTrait, QueryFilter, QueryTrait};
     entity::user::Entity::find()
@@ -359,7 +382,8 @@ static SELECT_BY_ID: LazyLock<String> = LazyLock::new(|| {
         .sql
 });
 
-/// The repository's `INSERT … RETURNING`, rendered once (variant `seaorm-query-path`).
+/// The repository's `INSERT … RETURNING`, rendered once (variants `seaorm-query-path` and
+/// `pool-executor`).
 static INSERT_RETURNING: LazyLock<String> = LazyLock::new(|| {
     DbBackend::Postgres
         .build(&insert_statement(String::new(), String::new()))
@@ -411,6 +435,25 @@ async fn insert_rendered_per_call(
             entity: "user",
             key: "the inserted row".to_owned(),
         })
+}
+
+/// insert-one as `create_as` did before it checked connections out itself: the same
+/// validation and statement, with `&PgPool` as the sqlx executor (variant `pool-executor`).
+async fn insert_on_pool_executor(db: &DatabaseService, new: NewUser) -> service::Result<BenchUser> {
+    let email = user::normalize_email(&new.email)?;
+    user::validate_name(&new.name)?;
+    let row = sqlx::query(INSERT_RETURNING.as_str())
+        .bind(email)
+        .bind(new.name)
+        .fetch_one(db.connection().get_postgres_connection_pool())
+        .await
+        .map_err(|err| service::Error::from_db("create a user", sqlx_error(err)))?;
+    BenchUser::from_query_result(&QueryResult::from(row), "")
+        .map_err(|err| service::Error::from_db("create a user", err))
+}
+
+fn sqlx_error(err: sqlx::Error) -> sea_orm::DbErr {
+    sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(err)))
 }
 
 async fn bulk_insert(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
