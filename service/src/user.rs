@@ -82,9 +82,10 @@ pub async fn create<C: ConnectionTrait + 'static>(db: &C, new: NewUser) -> Resul
 ///
 /// Given the pool itself on PostgreSQL
 /// ([`DatabaseService::connection`](crate::DatabaseService::connection)), the statement runs
-/// on sqlx directly and only the row goes through SeaORM ([`FromQueryResult`]): SeaORM's
-/// generic query path moves several kilobytes of future state per call (about 6 µs of CPU on
-/// the benchmark machine), which is most of the ORM's cost for a one-row statement. Statement
+/// on sqlx directly, on a connection this function checks out of the pool, and only the row
+/// goes through SeaORM ([`FromQueryResult`]): SeaORM's generic query path, like sqlx's own
+/// `&PgPool` executor, moves several kilobytes of future state per call, which is most of the
+/// client's work for a one-row statement (`docs/PERFORMANCE.md` has the figures). Statement
 /// logging (`DB_ECHO`) still applies; SeaORM's metric callback (unused by this service) is not
 /// called on that path. Anything else (a transaction, SQLite) takes the SeaORM path.
 ///
