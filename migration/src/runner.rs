@@ -531,9 +531,58 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use service::testing::{TestBackend, TestDatabase};
 
     #[test]
     fn the_lock_key_is_the_documented_constant() {
         assert_eq!(MIGRATION_LOCK_KEY, 426_561_254_407_358_603);
+    }
+
+    /// The session holding the lock is terminated between two steps (as a server restart or
+    /// an administrator's `pg_terminate_backend` would): the next step must not run on the
+    /// replacement session, which does not hold the lock.
+    #[tokio::test]
+    async fn a_replaced_lock_session_stops_the_run_before_the_next_step() {
+        let db = TestDatabase::new(TestBackend::Postgres).await;
+        let conn = sea_orm::Database::connect(db.config().url.expose_secret())
+            .await
+            .unwrap();
+        let admin = conn.clone();
+        let mut next_step_ran = false;
+        let outcome = with_lock(&conn, Duration::from_secs(5), async |locked| {
+            let holder = locked.holder_pid.expect("PostgreSQL runs hold a session");
+            let terminated = admin
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_terminate_backend($1, 5000)",
+                    [holder.into()],
+                ))
+                .await
+                .unwrap()
+                .and_then(|row| row.try_get_by_index::<bool>(0).ok());
+            assert_eq!(terminated, Some(true), "the lock session was terminated");
+            step(locked, async |_| {
+                next_step_ran = true;
+                Ok(())
+            })
+            .await
+        })
+        .await;
+        assert!(
+            matches!(outcome, Err(MigrateError::LockLost)),
+            "{outcome:?}"
+        );
+        assert!(!next_step_ran);
+        let held = admin
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                 AND ((classid::bigint << 32) | objid::bigint) = $1",
+                [MIGRATION_LOCK_KEY.into()],
+            ))
+            .await
+            .unwrap()
+            .and_then(|row| row.try_get_by_index::<i64>(0).ok());
+        assert_eq!(held, Some(0), "the lock went with the terminated session");
     }
 }
