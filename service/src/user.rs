@@ -411,10 +411,10 @@ fn postgres_pool<C: ConnectionTrait + 'static>(db: &C) -> Option<&sqlx::PgPool> 
 /// connection goes back to the pool before the row is decoded.
 ///
 /// Checking out here, instead of passing `&PgPool` as the executor, is deliberate: sqlx's
-/// `Executor for &Pool` boxes a future that holds both the checkout and the query, and moving
-/// that state around costs more than the query's own client work. Counted with callgrind on
-/// the benchmark's point select: about 43 500 instructions per call through `&PgPool`,
-/// 30 000 this way (`docs/PERFORMANCE.md`).
+/// `Executor for &Pool` boxes a future that holds both the checkout and the query, and copying
+/// that state around is about half of the client's instructions for a one-row query. Counted
+/// with callgrind on the benchmark's point select: 43 800 instructions per call through
+/// `&PgPool`, 28 300 this way (`docs/PERFORMANCE.md`).
 async fn fetch_optional_on(
     pool: &sqlx::PgPool,
     query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
