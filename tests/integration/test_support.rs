@@ -10,6 +10,7 @@ use crate::on_both_backends;
 on_both_backends!(
     rollback_fixture_leaves_no_rows,
     code_that_commits_inside_the_fixture_is_still_rolled_back,
+    bulk_inserts_inside_the_fixture_are_rolled_back,
     test_databases_are_independent,
 );
 
@@ -40,6 +41,24 @@ async fn code_that_commits_inside_the_fixture_is_still_rolled_back(backend: Test
     user::create(&inner, new_user("ada@x.io")).await.unwrap();
     inner.commit().await.unwrap();
     assert_eq!(user::list(&tx, 10, None).await.unwrap().users.len(), 1);
+
+    tx.rollback().await.unwrap();
+
+    assert!(
+        user::list(db.connection(), 10, None)
+            .await
+            .unwrap()
+            .users
+            .is_empty()
+    );
+}
+
+async fn bulk_inserts_inside_the_fixture_are_rolled_back(backend: TestBackend) {
+    let db = TestDatabase::new(backend).await;
+    let tx = TestTransaction::begin(db.connection()).await;
+    let users = [new_user("ada@x.io"), new_user("bob@x.io")];
+    assert_eq!(user::create_many(&tx, &users).await.unwrap(), 2);
+    assert_eq!(user::list(&tx, 10, None).await.unwrap().users.len(), 2);
 
     tx.rollback().await.unwrap();
 

@@ -1,18 +1,22 @@
 //! [`TestTransaction`]: a transaction that is always rolled back.
 
+use std::future::Future;
 use std::ops::Deref;
+use std::pin::Pin;
 
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
-    QueryResult, Statement, TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    ExecResult, IsolationLevel, QueryResult, Statement, TransactionError, TransactionOptions,
+    TransactionTrait,
 };
 
 /// A transaction for one test that is never committed: it is rolled back when dropped (or by
 /// [`rollback`](Self::rollback)), so nothing the test wrote remains.
 ///
-/// Pass `&tx` wherever a connection is expected (it implements `ConnectionTrait`). Code under
-/// test that opens its own transaction on it (`tx.begin()`) gets a savepoint, so its "commit"
-/// stays inside this transaction too.
+/// Pass `&tx` wherever a connection is expected (it implements `ConnectionTrait` and
+/// `TransactionTrait`, so `user::create_many(&tx, …)` works too). Code under test that opens
+/// its own transaction on it (`tx.begin()`) gets a savepoint, so its "commit" stays inside
+/// this transaction too.
 #[derive(Debug)]
 pub struct TestTransaction {
     transaction: DatabaseTransaction,
@@ -75,5 +79,63 @@ impl ConnectionTrait for TestTransaction {
 
     fn support_returning(&self) -> bool {
         self.transaction.support_returning()
+    }
+}
+
+/// Every transaction begun here is a savepoint inside the test transaction.
+#[async_trait::async_trait]
+impl TransactionTrait for TestTransaction {
+    type Transaction = DatabaseTransaction;
+
+    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.transaction.begin().await
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        self.transaction
+            .begin_with_config(isolation_level, access_mode)
+            .await
+    }
+
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        self.transaction.begin_with_options(options).await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.transaction.transaction(callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.transaction
+            .transaction_with_config(callback, isolation_level, access_mode)
+            .await
     }
 }
