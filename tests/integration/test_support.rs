@@ -1,6 +1,6 @@
 //! The fixtures exported behind the `testing` feature do what they promise.
 
-use sea_orm::TransactionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use service::DatabaseService;
 use service::testing::{TestBackend, TestDatabase, TestTransaction};
 use service::user::{self, NewUser};
@@ -13,6 +13,11 @@ on_both_backends!(
     bulk_inserts_inside_the_fixture_are_rolled_back,
     test_databases_are_independent,
 );
+
+/// How many users `db` sees (the tests here create at most a few).
+async fn users_in<C: ConnectionTrait>(db: &C) -> usize {
+    user::list(db, 10, None).await.unwrap().users.len()
+}
 
 fn new_user(email: &str) -> NewUser {
     NewUser {
@@ -40,17 +45,11 @@ async fn code_that_commits_inside_the_fixture_is_still_rolled_back(backend: Test
     let inner = tx.begin().await.unwrap();
     user::create(&inner, new_user("ada@x.io")).await.unwrap();
     inner.commit().await.unwrap();
-    assert_eq!(user::list(&tx, 10, None).await.unwrap().users.len(), 1);
+    assert_eq!(users_in(&tx).await, 1);
 
     tx.rollback().await.unwrap();
 
-    assert!(
-        user::list(db.connection(), 10, None)
-            .await
-            .unwrap()
-            .users
-            .is_empty()
-    );
+    assert_eq!(users_in(db.connection()).await, 0);
 }
 
 async fn bulk_inserts_inside_the_fixture_are_rolled_back(backend: TestBackend) {
@@ -58,17 +57,11 @@ async fn bulk_inserts_inside_the_fixture_are_rolled_back(backend: TestBackend) {
     let tx = TestTransaction::begin(db.connection()).await;
     let users = [new_user("ada@x.io"), new_user("bob@x.io")];
     assert_eq!(user::create_many(&tx, &users).await.unwrap(), 2);
-    assert_eq!(user::list(&tx, 10, None).await.unwrap().users.len(), 2);
+    assert_eq!(users_in(&tx).await, 2);
 
     tx.rollback().await.unwrap();
 
-    assert!(
-        user::list(db.connection(), 10, None)
-            .await
-            .unwrap()
-            .users
-            .is_empty()
-    );
+    assert_eq!(users_in(db.connection()).await, 0);
 }
 
 async fn test_databases_are_independent(backend: TestBackend) {
