@@ -21,6 +21,7 @@ const CLEARED: &[&str] = &[
     "DATABASE_URL",
     "API_ADDR",
     "API_MIGRATE",
+    "API_REQUEST_TIMEOUT",
     "RUST_LOG",
     "DB_ECHO",
     "DB_MAX_CONNECTIONS",
@@ -29,9 +30,12 @@ const CLEARED: &[&str] = &[
     "DB_ACQUIRE_TIMEOUT",
     "DB_IDLE_TIMEOUT",
     "DB_MAX_LIFETIME",
+    "DB_PING_AFTER_IDLE",
     "DB_CONNECT_DEADLINE",
     "DB_HEALTH_TIMEOUT",
     "DB_APPLICATION_NAME",
+    "DB_STATEMENT_TIMEOUT",
+    "DATABASE_SCHEMA",
 ];
 
 /// A folder of its own to run the binary in (its `data/`, no `.env` above it).
