@@ -12,6 +12,8 @@ fn migrator(args: &[&str]) -> Command {
     command
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_SCHEMA")
+        .env_remove("MIGRATION_LOCK_TIMEOUT")
         .env_remove("MIGRATION_FORCE")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null());
