@@ -298,45 +298,16 @@ async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxEr
         let db = db.clone();
         async move {
             let id = fastrand::i32(1..=n);
-            let u: BenchUser = if variant == Variant::SeaormQueryPath {
-                let statement = Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    SELECT_BY_ID.as_str(),
-                    [Value::from(id)],
-                );
-                BenchUser::find_by_statement(statement)
-                    .one(db.connection())
-                    .await
-                    .map_err(|err| service::Error::from_db("read a user", err))?
-                    .ok_or(service::Error::NotFound {
-                        entity: "user",
-                        key: format!("id {id}"),
-                    })?
-            } else if variant == Variant::PerCallRender {
-                entity::user::Entity::find_by_id(id)
-                    .into_model::<BenchUser>()
-                    .one(db.connection())
-                    .await
-                    .map_err(|err| service::Error::from_db("read a user", err))?
-                    .ok_or(service::Error::NotFound {
-                        entity: "user",
-                        key: format!("id {id}"),
-                    })?
-            } else if variant == Variant::PoolExecutor {
-                let pool = db.connection().get_postgres_connection_pool();
-                let row = sqlx::query(SELECT_BY_ID.as_str())
-                    .bind(id)
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(|err| service::Error::from_db("read a user", sqlx_error(err)))?
-                    .ok_or(service::Error::NotFound {
-                        entity: "user",
-                        key: format!("id {id}"),
-                    })?;
-                BenchUser::from_query_result(&QueryResult::from(row), "")
-                    .map_err(|err| service::Error::from_db("read a user", err))?
-            } else {
+            // (`insert` changes only bulk-insert.)
+            let u: BenchUser = if matches!(variant, Variant::Product | Variant::Insert) {
                 user::get_as(db.connection(), id).await?
+            } else {
+                select_variant(variant, &db, id)
+                    .await?
+                    .ok_or(service::Error::NotFound {
+                        entity: "user",
+                        key: format!("id {id}"),
+                    })?
             };
             debug_assert_eq!(u.id, i64::from(id));
             std::hint::black_box(u);
@@ -344,6 +315,45 @@ async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxEr
         }
     })
     .await
+}
+
+/// point-select through one of the slower paths kept for comparison: `per-call-render`,
+/// `pool-executor`, or else `seaorm-query-path`.
+async fn select_variant(
+    variant: Variant,
+    db: &DatabaseService,
+    id: i32,
+) -> service::Result<Option<BenchUser>> {
+    let read_error = |err| service::Error::from_db("read a user", err);
+    match variant {
+        Variant::PerCallRender => entity::user::Entity::find_by_id(id)
+            .into_model::<BenchUser>()
+            .one(db.connection())
+            .await
+            .map_err(read_error),
+        Variant::PoolExecutor => {
+            let pool = db.connection().get_postgres_connection_pool();
+            let row = sqlx::query(SELECT_BY_ID.as_str())
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|err| read_error(sqlx_error(err)))?;
+            row.map(|row| BenchUser::from_query_result(&QueryResult::from(row), ""))
+                .transpose()
+                .map_err(read_error)
+        }
+        _ => {
+            let statement = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                SELECT_BY_ID.as_str(),
+                [Value::from(id)],
+            );
+            BenchUser::find_by_statement(statement)
+                .one(db.connection())
+                .await
+                .map_err(read_error)
+        }
+    }
 }
 
 async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
