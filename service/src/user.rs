@@ -22,7 +22,7 @@ use sea_orm::{
     RuntimeErr, Statement, TransactionSession, TransactionTrait, Value, sqlx,
 };
 
-use crate::error::{Error, Result, is_unique_violation};
+use crate::error::{Error, Result, is_read_only_refusal, is_unique_violation};
 
 pub use entity::user::Model as User;
 
@@ -286,7 +286,11 @@ pub async fn list<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) ->
 ///
 /// [`Error::NotFound`], [`Error::Validation`], [`Error::Conflict`] when the new email is
 /// taken, [`Error::Unavailable`] / [`Error::Database`].
-pub async fn update<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -> Result<User> {
+pub async fn update<C: ConnectionTrait + 'static>(
+    db: &C,
+    id: i32,
+    changes: UserChanges,
+) -> Result<User> {
     let email = changes.email.as_deref().map(normalize_email).transpose()?;
     if let Some(name) = &changes.name {
         validate_name(name)?;
@@ -311,7 +315,10 @@ pub async fn update<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -
     update
         .exec_with_returning(db)
         .await
-        .map_err(|err| write_error("update a user", err))?
+        .map_err(|err| {
+            retire_sessions_if_read_only(db, &err);
+            write_error("update a user", err)
+        })?
         .into_iter()
         .next()
         .ok_or_else(|| not_found(id))
@@ -323,11 +330,14 @@ pub async fn update<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -
 ///
 /// [`Error::NotFound`] when there is no such user, [`Error::Unavailable`] /
 /// [`Error::Database`].
-pub async fn delete<C: ConnectionTrait>(db: &C, id: i32) -> Result<()> {
+pub async fn delete<C: ConnectionTrait + 'static>(db: &C, id: i32) -> Result<()> {
     let result = user::Entity::delete_by_id(id)
         .exec(db)
         .await
-        .map_err(|err| Error::from_db("delete a user", err))?;
+        .map_err(|err| {
+            retire_sessions_if_read_only(db, &err);
+            Error::from_db("delete a user", err)
+        })?;
     if result.rows_affected == 0 {
         return Err(not_found(id));
     }
@@ -420,7 +430,35 @@ async fn fetch_optional_on(
     query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
 ) -> std::result::Result<Option<sqlx::postgres::PgRow>, DbErr> {
     let mut conn = pool.acquire().await.map_err(query_error)?;
-    query.fetch_optional(&mut *conn).await.map_err(query_error)
+    let result = query.fetch_optional(&mut *conn).await.map_err(query_error);
+    if result.as_ref().is_err_and(is_read_only_refusal) {
+        conn.close_on_drop();
+        retire_idle_sessions(pool);
+    }
+    result
+}
+
+/// After the server refused a write as read-only (`25006`): closes the pool's idle sessions, so
+/// that the next statements run on new ones. A session keeps the read-only state it started
+/// with (`default_transaction_read_only` set on the database or role, a standby behind the
+/// address after a failover), so without this, writes would keep failing on it after the
+/// server or database is writable again, until `DB_MAX_LIFETIME` retires it.
+fn retire_idle_sessions(pool: &sqlx::PgPool) {
+    for _ in 0..pool.num_idle() {
+        match pool.try_acquire() {
+            Some(mut conn) => conn.close_on_drop(),
+            None => break,
+        }
+    }
+}
+
+/// [`retire_idle_sessions`] for a write that SeaORM ran on the pool.
+fn retire_sessions_if_read_only<C: ConnectionTrait + 'static>(db: &C, err: &DbErr) {
+    if is_read_only_refusal(err)
+        && let Some(pool) = postgres_pool(db)
+    {
+        retire_idle_sessions(pool);
+    }
 }
 
 /// A sqlx error as SeaORM reports a failed query, so the usual error mapping applies.
