@@ -32,6 +32,7 @@ pub mod config;
 mod database;
 pub mod error;
 pub mod health;
+mod routing;
 pub mod user;
 
 #[cfg(feature = "testing")]
