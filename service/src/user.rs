@@ -91,7 +91,7 @@ where
     C: ConnectionTrait + 'static,
 {
     let (email, name) = validated(new)?;
-    routing::fetch_optional(db, &INSERT_RETURNING, vec![email.into(), name.into()])
+    routing::write_optional(db, &INSERT_RETURNING, vec![email.into(), name.into()])
         .await
         .map_err(|err| write_error("create a user", err))?
         .ok_or_else(|| Error::Database {
@@ -172,7 +172,7 @@ where
     M: FromQueryResult,
     C: ConnectionTrait + 'static,
 {
-    routing::fetch_optional(db, &SELECT_BY_ID, vec![id.into()])
+    routing::read_optional(db, &SELECT_BY_ID, vec![id.into()])
         .await
         .map_err(|err| Error::from_db("read a user", err))?
         .ok_or_else(|| not_found(id))

@@ -1,18 +1,24 @@
 //! Where and how the repositories' statements run: the one place that knows about pools.
 //!
 //! A repository states *what* to run (its SQL, rendered once as a [`CachedSql`], and its
-//! values) and calls the functions here; they choose *where* and *how*:
+//! values) and whether it reads or writes; the functions here choose *where* and *how*:
 //!
 //! * given the PostgreSQL pool itself
-//!   ([`DatabaseService::connection`](crate::DatabaseService::connection)), a one-row statement
-//!   runs on sqlx directly, on a connection checked out here, and only the row goes through
-//!   SeaORM ([`FromQueryResult`]); many rows go through `COPY` ([`bulk`]);
+//!   ([`DatabaseService::connection`](crate::DatabaseService::connection)), everything runs
+//!   on the primary; a one-row statement runs on sqlx directly, on a connection checked out
+//!   here, and only the row goes through SeaORM ([`FromQueryResult`]); many rows go through
+//!   `COPY` ([`bulk`]);
+//! * given a [`Reader`] ([`DatabaseService::reader`](crate::DatabaseService::reader)), reads
+//!   run the same way on the replica it chose (falling back to the primary as [`Reader`]
+//!   explains) and writes on the primary;
 //! * given anything else (a transaction, SQLite), it takes SeaORM's generic path.
 //!
 //! So a second repository is only its own queries and rules.
 
 pub(crate) mod bulk;
 mod cached;
+mod reader;
+pub(crate) mod replicas;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -25,20 +31,23 @@ use sea_orm::{
 use sea_query_sqlx::SqlxValues;
 
 pub(crate) use cached::CachedSql;
+pub use reader::Reader;
+pub use replicas::{InvalidWalPosition, WalPosition};
 
-/// Runs a statement that returns at most one row (a lookup by key, an `INSERT … RETURNING`)
-/// and decodes that row into `M`.
+/// Runs a read that returns at most one row (a lookup by key) and decodes that row into `M`.
 ///
-/// On the PostgreSQL pool the statement runs on sqlx directly, on a connection this function
-/// checks out itself: SeaORM's generic query path, like sqlx's own `&PgPool` executor, moves
-/// several kilobytes of future state per call, which is most of the client's work for a
-/// one-row statement (`docs/PERFORMANCE.md` has the figures). Statement logging (`DB_ECHO`)
-/// still applies; SeaORM's metric callback (unused by this crate) is not called on that path.
+/// On the PostgreSQL pool, or a [`Reader`], the statement runs on sqlx directly, on a
+/// connection this function checks out itself: SeaORM's generic query path, like sqlx's own
+/// `&PgPool` executor, moves several kilobytes of future state per call, which is most of the
+/// client's work for a one-row statement (`docs/PERFORMANCE.md` has the figures). Statement
+/// logging (`DB_ECHO`) still applies; SeaORM's metric callback (unused by this crate) is not
+/// called on that path. On a replica, a failure or an absent row is asked again on the
+/// primary, as [`Reader`] explains.
 ///
 /// # Errors
 ///
 /// The database's error, or a row that does not decode into `M`.
-pub(crate) async fn fetch_optional<M, C>(
+pub(crate) async fn read_optional<M, C>(
     db: &C,
     sql: &'static CachedSql,
     values: Vec<Value>,
@@ -47,34 +56,116 @@ where
     M: FromQueryResult,
     C: ConnectionTrait + 'static,
 {
-    match postgres_pool(db) {
-        Some(pool) => {
-            let row = fetch_optional_on(pool, sql.sql(DbBackend::Postgres), values).await?;
-            row.map(|row| M::from_query_result(&QueryResult::from(row), ""))
-                .transpose()
+    let (primary, replica) = match target(db) {
+        Target::Seaorm => return seaorm_optional(db, sql, values).await,
+        Target::Primary(primary) => (primary, None),
+        Target::Reader { primary, replica } => (primary, replica),
+    };
+    let sql = sql.sql(DbBackend::Postgres);
+    if let Some(replica) = replica {
+        match fetch_optional_on(replica.pool(), sql, values.clone()).await {
+            Ok(Some(row)) => return decode(row),
+            // Not there yet, perhaps: the primary knows.
+            Ok(None) => {}
+            Err(err) => replica.read_failed(&err),
         }
-        None => {
-            M::find_by_statement(sql.statement(db.get_database_backend(), values))
-                .one(db)
-                .await
+    }
+    fetch_optional_on(primary, sql, values)
+        .await?
+        .map(decode)
+        .transpose()
+}
+
+/// Runs a write that returns at most one row (`INSERT … RETURNING`) on the primary and decodes
+/// that row into `M`; the fast path of [`read_optional`] applies.
+///
+/// # Errors
+///
+/// The database's error, or a row that does not decode into `M`.
+pub(crate) async fn write_optional<M, C>(
+    db: &C,
+    sql: &'static CachedSql,
+    values: Vec<Value>,
+) -> Result<Option<M>, DbErr>
+where
+    M: FromQueryResult,
+    C: ConnectionTrait + 'static,
+{
+    match target(db) {
+        Target::Seaorm => seaorm_optional(db, sql, values).await,
+        Target::Primary(primary) | Target::Reader { primary, .. } => {
+            fetch_optional_on(primary, sql.sql(DbBackend::Postgres), values)
+                .await?
+                .map(decode)
+                .transpose()
         }
     }
 }
 
-/// The sqlx pool behind `db` when `db` is a pooled PostgreSQL [`DatabaseConnection`] (what
-/// [`DatabaseService::connection`](crate::DatabaseService::connection) returns), for the paths
-/// that bypass SeaORM's generic query execution; `None` for a transaction, SQLite, or anything
-/// else.
+/// The primary's sqlx pool when `db` is the PostgreSQL pool or a [`Reader`] on PostgreSQL, for
+/// paths that bypass SeaORM (`COPY`); `None` for a transaction, SQLite, or anything else.
 pub(crate) fn postgres_pool<C: ConnectionTrait + 'static>(db: &C) -> Option<&sqlx::PgPool> {
-    (db as &dyn Any)
-        .downcast_ref::<DatabaseConnection>()
-        .filter(|conn| {
-            matches!(
-                conn.inner,
-                DatabaseConnectionType::SqlxPostgresPoolConnection(_)
-            )
-        })
-        .map(DatabaseConnection::get_postgres_connection_pool)
+    match target(db) {
+        Target::Primary(primary) | Target::Reader { primary, .. } => Some(primary),
+        Target::Seaorm => None,
+    }
+}
+
+/// Where a statement given `db` runs.
+enum Target<'a> {
+    /// The primary's pool.
+    Primary(&'a sqlx::PgPool),
+    /// A [`Reader`] on PostgreSQL: reads on its replica if it chose one, writes on the primary.
+    Reader {
+        primary: &'a sqlx::PgPool,
+        replica: Option<&'a replicas::Replica>,
+    },
+    /// A transaction, SQLite, or anything else: SeaORM's generic path.
+    Seaorm,
+}
+
+fn target<C: ConnectionTrait + 'static>(db: &C) -> Target<'_> {
+    let db = db as &dyn Any;
+    if let Some(pool) = db.downcast_ref::<DatabaseConnection>().and_then(pool_of) {
+        return Target::Primary(pool);
+    }
+    match db.downcast_ref::<Reader>() {
+        Some(reader) => match pool_of(reader.primary()) {
+            Some(primary) => Target::Reader {
+                primary,
+                replica: reader.replica(),
+            },
+            None => Target::Seaorm,
+        },
+        None => Target::Seaorm,
+    }
+}
+
+/// The sqlx pool of a pooled PostgreSQL connection.
+pub(crate) fn pool_of(conn: &DatabaseConnection) -> Option<&sqlx::PgPool> {
+    matches!(
+        conn.inner,
+        DatabaseConnectionType::SqlxPostgresPoolConnection(_)
+    )
+    .then(|| conn.get_postgres_connection_pool())
+}
+
+async fn seaorm_optional<M, C>(
+    db: &C,
+    sql: &'static CachedSql,
+    values: Vec<Value>,
+) -> Result<Option<M>, DbErr>
+where
+    M: FromQueryResult,
+    C: ConnectionTrait,
+{
+    M::find_by_statement(sql.statement(db.get_database_backend(), values))
+        .one(db)
+        .await
+}
+
+fn decode<M: FromQueryResult>(row: sqlx::postgres::PgRow) -> Result<M, DbErr> {
+    M::from_query_result(&QueryResult::from(row), "")
 }
 
 /// Runs `sql` with `values` on a connection checked out of `pool` and returns its first row,
