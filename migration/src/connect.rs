@@ -39,6 +39,19 @@ pub enum ConnectFailure {
     CannotOpenFile,
     /// TLS could not be negotiated.
     Tls,
+    /// The server is a standby in recovery (read-only), where the primary was expected.
+    Standby,
+    /// The server, or a connection pooler in front of it, refused a start-up parameter the
+    /// client sent (PgBouncer refuses every parameter it does not know).
+    StartupParameterRefused(String),
+    /// Server sessions are shared between client connections (a connection pooler in
+    /// transaction mode) and prepared statements are not kept apart: a query could run another
+    /// client's statement and return its answer.
+    TransactionPooler,
+    /// Server sessions are shared between client connections (a connection pooler in
+    /// transaction mode), but what is named here needs a session of its own (a session-level
+    /// lock, a `SET`).
+    SessionRequired(&'static str),
     /// Anything else, with the driver's message (password removed).
     Other(String),
 }
@@ -54,6 +67,8 @@ impl ConnectFailure {
                 | Self::TimedOut
                 | Self::ServerStarting
                 | Self::TooManyConnections
+                // A failover in progress: the standby may be promoted in a moment.
+                | Self::Standby
         )
     }
 
@@ -69,6 +84,7 @@ impl ConnectFailure {
             other => return Self::Other(scrub(&other.to_string(), secret)),
         };
         match &**sqlx_err {
+            sqlx::Error::Configuration(e) if e.is::<InRecovery>() => Self::Standby,
             sqlx::Error::Configuration(e) => Self::InvalidUrl(scrub(&e.to_string(), secret)),
             sqlx::Error::Tls(_) => Self::Tls,
             sqlx::Error::PoolTimedOut => Self::TimedOut,
@@ -90,6 +106,17 @@ impl ConnectFailure {
                 Some("53300") => Self::TooManyConnections,
                 // SQLITE_CANTOPEN
                 Some("14") => Self::CannotOpenFile,
+                // protocol_violation, as PgBouncer reports a start-up parameter it does not know
+                Some("08P01") if db.message().starts_with("unsupported startup parameter") => {
+                    Self::StartupParameterRefused(
+                        db.message()
+                            .rsplit(':')
+                            .next()
+                            .unwrap_or_default()
+                            .trim()
+                            .to_owned(),
+                    )
+                }
                 _ => Self::Other(scrub(db.message(), secret)),
             },
             other => Self::Other(scrub(&other.to_string(), secret)),
@@ -115,6 +142,29 @@ impl fmt::Display for ConnectFailure {
             Self::UnknownDatabase => f.write_str("the database does not exist on that server"),
             Self::CannotOpenFile => f.write_str("cannot open the SQLite database file"),
             Self::Tls => f.write_str("TLS negotiation failed"),
+            Self::Standby => f.write_str(
+                "the server is a standby in recovery (read-only); the URL must point at the primary",
+            ),
+            Self::StartupParameterRefused(name) => write!(
+                f,
+                "the server or a connection pooler in front of it refused the start-up parameter \
+                 `{name}` (PgBouncer: add it to ignore_startup_parameters in pgbouncer.ini)"
+            ),
+            Self::TransactionPooler => f.write_str(
+                "a connection pooler in transaction mode shares server sessions between client \
+                 connections without keeping prepared statements apart, so a query could get \
+                 another client's answer; use the pooler's session mode (PgBouncer: pool_mode = \
+                 session), a pooler that keeps prepared statements per client (PgBouncer 1.21 or \
+                 newer with max_prepared_statements), or connect to the server directly \
+                 (DATABASE_DIRECT_URL for migrations)",
+            ),
+            Self::SessionRequired(what) => write!(
+                f,
+                "a connection pooler in transaction mode shares server sessions between client \
+                 connections, but {what} needs a session of its own; use the pooler's session \
+                 mode (PgBouncer: pool_mode = session) or connect to the server directly \
+                 (DATABASE_DIRECT_URL)"
+            ),
             Self::Other(message) => f.write_str(message),
         }
     }
@@ -141,48 +191,160 @@ impl ConnectError {
     }
 }
 
+/// The marker error of a connection refused because the server is in recovery: returned by
+/// the primary's connection set-up (see `service`), classified as [`ConnectFailure::Standby`].
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the server is a standby in recovery (read-only), not the primary")]
+pub struct InRecovery;
+
+/// Whether the server session behind each client connection is that connection's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSessions {
+    /// One server session per client connection: a direct connection, or a connection pooler
+    /// in session mode.
+    Own,
+    /// Server sessions are shared between client connections: a connection pooler in
+    /// transaction mode that keeps prepared statements apart (PgBouncer 1.21 or newer with
+    /// `max_prepared_statements`). Statements are safe; session state (`SET`, session-level
+    /// advisory locks) is not.
+    Shared,
+}
+
 /// Opens a pool for `options` (one attempt; callers that wait for a starting server retry on
-/// [`ConnectFailure::is_transient`]).
-///
-/// The URL is checked first, so that a malformed one is reported without being echoed
-/// (SeaORM's own message would print it, password included). On PostgreSQL one plain
-/// connection is opened before the pool: the pool retries a refused connection until its
-/// timeout and then reports only "timed out", while the plain connection says at once whether
-/// the host, port, password or database name is wrong.
+/// [`ConnectFailure::is_transient`]), and refuses a connection pooler in transaction mode:
+/// this is the connection of the migrator, whose lock needs a session of its own.
 ///
 /// # Errors
 ///
 /// A [`ConnectError`] naming the database (password redacted) and the cause.
 pub async fn connect(options: ConnectOptions) -> Result<DatabaseConnection, ConnectError> {
     let url = options.get_url().to_owned();
+    match connect_pooled(options).await? {
+        (db, ServerSessions::Own) => Ok(db),
+        (db, ServerSessions::Shared) => {
+            let _ = db.close().await;
+            Err(ConnectError {
+                target: redact(&url),
+                failure: ConnectFailure::SessionRequired("the migration lock"),
+            })
+        }
+    }
+}
+
+/// Opens a pool for `options` (one attempt) and tells whether server sessions are shared
+/// (a connection pooler in transaction mode that keeps prepared statements apart, which the
+/// caller may accept). A pooler whose sessions are shared without keeping prepared statements
+/// apart is refused: it returns other clients' answers.
+///
+/// The URL is checked first, so that a malformed one is reported without being echoed
+/// (SeaORM's own message would print it, password included). On PostgreSQL two plain
+/// connections are opened before the pool:
+/// * the pool retries a refused connection until its timeout and then reports only "timed
+///   out", while a plain connection says at once whether the host, port, password or database
+///   name is wrong;
+/// * the two connections tell whether a pooler shares server sessions between them (see
+///   [`server_sessions`]).
+///
+/// On PostgreSQL the start-up parameter `extra_float_digits`, which sqlx sends by default and
+/// PgBouncer refuses unless told to ignore it, is not sent: PostgreSQL 12 and newer already
+/// send floats exactly (and sqlx reads them in binary).
+///
+/// # Errors
+///
+/// A [`ConnectError`] naming the database (password redacted) and the cause.
+pub async fn connect_pooled(
+    mut options: ConnectOptions,
+) -> Result<(DatabaseConnection, ServerSessions), ConnectError> {
+    let url = options.get_url().to_owned();
     check_url(&url).map_err(|reason| ConnectError {
         target: redact(&url),
         failure: ConnectFailure::InvalidUrl(reason),
     })?;
+    let mut sessions = ServerSessions::Own;
     if !url.starts_with("sqlite:") {
         let timeout = options
             .get_connect_timeout()
             .unwrap_or(std::time::Duration::from_secs(30));
-        probe_postgres(&url, timeout)
+        sessions = probe_postgres(&url, timeout)
             .await
-            .map_err(|err| ConnectError::new(&url, &err))?;
+            .map_err(|failure| ConnectError {
+                target: redact(&url),
+                failure,
+            })?;
+        options.map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None));
     }
-    Database::connect(options)
+    let db = Database::connect(options)
         .await
-        .map_err(|err| ConnectError::new(&url, &err))
+        .map_err(|err| ConnectError::new(&url, &err))?;
+    Ok((db, sessions))
 }
 
-async fn probe_postgres(url: &str, timeout: std::time::Duration) -> Result<(), DbErr> {
+/// Connects twice to `url` and tells whether the server sessions behind the two connections
+/// are their own.
+async fn probe_postgres(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<ServerSessions, ConnectFailure> {
     use sqlx::{ConnectOptions as _, Connection as _};
-    let to_err = |e: sqlx::Error| DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(e)));
-    let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(to_err)?;
-    match tokio::time::timeout(timeout, options.connect()).await {
-        Ok(Ok(connection)) => {
-            let _ = connection.close().await;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(to_err(e)),
-        Err(_) => Err(to_err(sqlx::Error::PoolTimedOut)),
+    let failure = |e: sqlx::Error| {
+        let err = DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(e)));
+        ConnectFailure::classify(&err, password(url).as_deref())
+    };
+    let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(failure)?;
+    let options = options.extra_float_digits(None);
+    let probe = async {
+        let mut first = options.connect().await.map_err(failure)?;
+        let outcome = match options.connect().await {
+            Ok(mut second) => {
+                let outcome = server_sessions(&mut first, &mut second).await;
+                let _ = second.close().await;
+                outcome.map_err(|err| match err {
+                    sqlx::Error::Database(db)
+                        if matches!(db.code().as_deref(), Some("42P05" | "26000")) =>
+                    {
+                        ConnectFailure::TransactionPooler
+                    }
+                    other => failure(other),
+                })
+            }
+            Err(e) => Err(failure(e)),
+        };
+        let _ = first.close().await;
+        outcome
+    };
+    tokio::time::timeout(timeout, probe)
+        .await
+        .unwrap_or(Err(ConnectFailure::TimedOut))
+}
+
+/// Whether two client connections, open at the same time, run on server sessions of their own.
+///
+/// Every sqlx connection names its first prepared statement `sqlx_s_1`. So: `first` prepares
+/// and runs `SELECT pg_backend_pid()`, then `second` does the same, then `first` runs its
+/// cached statement again. Directly or through a pooler in session mode, each has its own
+/// server session: no error, two different pids, and `first`'s pid unchanged. Through a pooler
+/// in transaction mode, the server session `first` used goes back to the pooler after each
+/// statement (PgBouncer hands out the most recently used one first), so `second` lands on it
+/// and finds `sqlx_s_1` already there (`42P05`), or `first` lands on another and finds no
+/// `sqlx_s_1` (`26000`): server sessions are shared, and statements collide. A pooler that
+/// keeps prepared statements apart shows the same pid twice, or `first`'s pid changing,
+/// without an error.
+async fn server_sessions(
+    first: &mut sqlx::PgConnection,
+    second: &mut sqlx::PgConnection,
+) -> Result<ServerSessions, sqlx::Error> {
+    async fn pid(conn: &mut sqlx::PgConnection) -> Result<i32, sqlx::Error> {
+        sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(conn)
+            .await
+    }
+    let first_pid = pid(first).await?;
+    let second_pid = pid(second).await?;
+    let first_again = pid(first).await?;
+    if second_pid == first_pid || first_again != first_pid {
+        Ok(ServerSessions::Shared)
+    } else {
+        Ok(ServerSessions::Own)
     }
 }
 

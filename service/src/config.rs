@@ -19,6 +19,10 @@
 //! | `DB_APPLICATION_NAME` | the executable's name            | `application_name` in `pg_stat_activity` |
 //! | `DB_STATEMENT_TIMEOUT`| `off`                            | PostgreSQL cancels any statement running longer (server side) |
 //! | `DATABASE_SCHEMA`     | `public`                         | PostgreSQL schema (search path), as for the migrator |
+//! | `DATABASE_REPLICA_URLS` | none                           | read replicas (PostgreSQL streaming standbys), comma-separated URLs |
+//! | `DB_REPLICA_MAX_LAG`  | `16MB`                           | a replica further behind the primary's WAL than this serves no reads (`kB`, `MB`, `GB` or bytes) |
+//! | `DB_REPLICA_PROBE_INTERVAL` | `500ms`                    | how often each replica's state and lag are checked |
+//! | `DATABASE_DIRECT_URL` | `DATABASE_URL`                   | the server itself, bypassing a connection pooler: what `apply_migrations` (and the migrator) use |
 //!
 //! Durations are written `500ms`, `5s`, `2m`, or a bare number of seconds (`1.5`), and may be
 //! at most a day.
@@ -46,8 +50,12 @@ impl DatabaseUrl {
     ///
     /// [`ConfigError::InvalidUrl`] with the reason; the error shows the URL redacted.
     pub fn parse(url: impl Into<String>) -> Result<Self, ConfigError> {
-        let url = url.into();
+        Self::parse_setting("DATABASE_URL", url.into())
+    }
+
+    fn parse_setting(variable: &'static str, url: String) -> Result<Self, ConfigError> {
         migration::connect::check_url(&url).map_err(|reason| ConfigError::InvalidUrl {
+            variable,
             redacted: redact(&url),
             reason,
         })?;
@@ -85,6 +93,22 @@ impl DatabaseUrl {
 
     pub(crate) fn source(&self) -> &UrlSource {
         &self.source
+    }
+
+    /// `host:port/database` (no user, no password): how a node is named in health reports and
+    /// logs.
+    #[must_use]
+    pub fn node_name(&self) -> String {
+        let url = self.expose_secret();
+        match url::Url::parse(&url) {
+            Ok(parsed) if !self.is_sqlite() => format!(
+                "{}:{}{}",
+                parsed.host_str().unwrap_or_default(),
+                parsed.port().unwrap_or(5432),
+                parsed.path()
+            ),
+            _ => self.to_string(),
+        }
     }
 }
 
@@ -139,6 +163,20 @@ pub struct DatabaseConfig {
     /// PostgreSQL schema to use (the search path); `None` means the server's default
     /// (`public`). Ignored on SQLite.
     pub schema: Option<String>,
+    /// Read replicas of the PostgreSQL primary (streaming standbys). Reads made through
+    /// [`DatabaseService::reader`](crate::DatabaseService::reader) go to one of them while it
+    /// is reachable and within [`replica_max_lag`](Self::replica_max_lag); everything else goes
+    /// to `url`.
+    pub replica_urls: Vec<DatabaseUrl>,
+    /// A replica whose replay position is more than this many bytes of WAL behind the
+    /// primary's is taken out of rotation until it catches up.
+    pub replica_max_lag: u64,
+    /// How often each replica's reachability, role and lag are checked.
+    pub replica_probe_interval: Duration,
+    /// The server itself when `url` points at a connection pooler: migrations
+    /// ([`DatabaseService::apply_migrations`](crate::DatabaseService::apply_migrations)) hold a
+    /// session-level lock, which only a direct connection keeps. `None`: `url`.
+    pub direct_url: Option<DatabaseUrl>,
 }
 
 impl DatabaseConfig {
@@ -160,6 +198,10 @@ impl DatabaseConfig {
             application_name: default_application_name(),
             statement_timeout: None,
             schema: None,
+            replica_urls: Vec::new(),
+            replica_max_lag: 16 * 1024 * 1024,
+            replica_probe_interval: Duration::from_millis(500),
+            direct_url: None,
         }
     }
 
@@ -229,6 +271,23 @@ impl DatabaseConfig {
         if let Some(value) = get("DATABASE_SCHEMA") {
             config.schema = Some(value);
         }
+        if let Some(value) = get("DATABASE_REPLICA_URLS") {
+            config.replica_urls = value
+                .split(',')
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
+                .map(|url| DatabaseUrl::parse_setting("DATABASE_REPLICA_URLS", url.to_owned()))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(value) = get("DB_REPLICA_MAX_LAG") {
+            config.replica_max_lag = parse_bytes("DB_REPLICA_MAX_LAG", &value)?;
+        }
+        if let Some(value) = get("DB_REPLICA_PROBE_INTERVAL") {
+            config.replica_probe_interval = parse_duration("DB_REPLICA_PROBE_INTERVAL", &value)?;
+        }
+        if let Some(value) = get("DATABASE_DIRECT_URL") {
+            config.direct_url = Some(DatabaseUrl::parse_setting("DATABASE_DIRECT_URL", value)?);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -255,6 +314,7 @@ impl DatabaseConfig {
             ("DB_CONNECT_TIMEOUT", self.connect_timeout),
             ("DB_ACQUIRE_TIMEOUT", self.acquire_timeout),
             ("DB_HEALTH_TIMEOUT", self.health_timeout),
+            ("DB_REPLICA_PROBE_INTERVAL", self.replica_probe_interval),
         ] {
             if value.is_zero() {
                 return Err(invalid(variable, "0", "must be longer than zero"));
@@ -269,6 +329,10 @@ impl DatabaseConfig {
             ("DB_MAX_LIFETIME", self.max_lifetime),
             ("DB_PING_AFTER_IDLE", self.ping_after_idle),
             ("DB_STATEMENT_TIMEOUT", self.statement_timeout),
+            (
+                "DB_REPLICA_PROBE_INTERVAL",
+                Some(self.replica_probe_interval),
+            ),
         ] {
             // Far beyond any sensible setting, and the pool adds these to `Instant`s, which
             // would overflow.
@@ -282,6 +346,32 @@ impl DatabaseConfig {
         }
         if self.schema.as_deref().is_some_and(|s| s.trim().is_empty()) {
             return Err(invalid("DATABASE_SCHEMA", "", "must not be empty"));
+        }
+        // Replicas and a direct URL are PostgreSQL notions: they must point at the same kind of
+        // server as the primary.
+        let postgres = !self.url.is_sqlite();
+        if let Some(replica) = self
+            .replica_urls
+            .iter()
+            .find(|url| url.is_sqlite() || !postgres)
+        {
+            return Err(ConfigError::InvalidUrl {
+                variable: "DATABASE_REPLICA_URLS",
+                redacted: replica.to_string(),
+                reason: "read replicas need a PostgreSQL DATABASE_URL and PostgreSQL replicas"
+                    .into(),
+            });
+        }
+        if let Some(direct) = self
+            .direct_url
+            .as_ref()
+            .filter(|url| url.is_sqlite() == postgres)
+        {
+            return Err(ConfigError::InvalidUrl {
+                variable: "DATABASE_DIRECT_URL",
+                redacted: direct.to_string(),
+                reason: "must point at the same kind of database as DATABASE_URL".into(),
+            });
         }
         Ok(())
     }
@@ -301,9 +391,12 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// `DATABASE_URL` cannot be used.
-    #[error("DATABASE_URL={redacted} is invalid: {reason}")]
+    /// A database URL (`DATABASE_URL`, `DATABASE_REPLICA_URLS`, `DATABASE_DIRECT_URL`) cannot
+    /// be used.
+    #[error("{variable}={redacted} is invalid: {reason}")]
     InvalidUrl {
+        /// The environment variable (or the setting it stands for).
+        variable: &'static str,
         /// The URL with its password replaced by `***`.
         redacted: String,
         /// What is wrong with it.
@@ -359,6 +452,32 @@ fn parse_duration(variable: &'static str, value: &str) -> Result<Duration, Confi
     Duration::try_from_secs_f64(number * unit_secs).map_err(|_| invalid(variable, value, reason))
 }
 
+/// `16MB`, `512kB`, `1GB` (powers of 1024, as PostgreSQL writes sizes) or a number of bytes.
+fn parse_bytes(variable: &'static str, value: &str) -> Result<u64, ConfigError> {
+    let text = value.trim();
+    let upper = text.to_ascii_uppercase();
+    let (number, unit) = [
+        ("KB", 1u64 << 10),
+        ("MB", 1 << 20),
+        ("GB", 1 << 30),
+        ("B", 1),
+    ]
+    .into_iter()
+    .find_map(|(suffix, unit)| upper.strip_suffix(suffix).map(|n| (n.trim(), unit)))
+    .unwrap_or((upper.as_str(), 1));
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| {
+            invalid(
+                variable,
+                value,
+                "expected a size such as 16MB, 512kB or 1048576",
+            )
+        })
+}
+
 fn parse_optional_duration(
     variable: &'static str,
     value: &str,
@@ -405,6 +524,10 @@ mod tests {
         assert_eq!(config.ping_after_idle, Some(Duration::from_secs(30)));
         assert_eq!(config.connect_deadline, Duration::from_secs(30));
         assert_eq!(config.health_timeout, Duration::from_secs(2));
+        assert!(config.replica_urls.is_empty());
+        assert_eq!(config.replica_max_lag, 16 * 1024 * 1024);
+        assert_eq!(config.replica_probe_interval, Duration::from_millis(500));
+        assert_eq!(config.direct_url, None);
     }
 
     #[test]
@@ -424,6 +547,16 @@ mod tests {
             ("DB_APPLICATION_NAME", "orders-api"),
             ("DB_STATEMENT_TIMEOUT", "30s"),
             ("DATABASE_SCHEMA", "orders"),
+            (
+                "DATABASE_REPLICA_URLS",
+                "postgres://app:pw@replica1:5432/app, postgres://app:pw@replica2/app",
+            ),
+            ("DB_REPLICA_MAX_LAG", "512kB"),
+            ("DB_REPLICA_PROBE_INTERVAL", "250ms"),
+            (
+                "DATABASE_DIRECT_URL",
+                "postgres://app:pw@db-direct:5432/app",
+            ),
         ])
         .unwrap();
         assert!(!config.url.is_embedded_default());
@@ -441,6 +574,67 @@ mod tests {
         assert_eq!(config.application_name, "orders-api");
         assert_eq!(config.statement_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.schema.as_deref(), Some("orders"));
+        let replicas: Vec<String> = config
+            .replica_urls
+            .iter()
+            .map(DatabaseUrl::node_name)
+            .collect();
+        assert_eq!(replicas, ["replica1:5432/app", "replica2:5432/app"]);
+        assert_eq!(config.replica_max_lag, 512 * 1024);
+        assert_eq!(config.replica_probe_interval, Duration::from_millis(250));
+        assert_eq!(
+            config.direct_url.map(|url| url.expose_secret()),
+            Some("postgres://app:pw@db-direct:5432/app".to_owned())
+        );
+    }
+
+    #[test]
+    fn replica_and_direct_urls_are_checked_and_redacted() {
+        let err =
+            config(&[("DATABASE_REPLICA_URLS", "postgres://app:s3cret@replica/app")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DATABASE_REPLICA_URLS=postgres://app:***@replica/app is invalid: read replicas need a PostgreSQL DATABASE_URL and PostgreSQL replicas"
+        );
+        let err = config(&[
+            ("DATABASE_URL", "postgres://app@db/app"),
+            (
+                "DATABASE_REPLICA_URLS",
+                "postgres://app@r1/app,mysql://app:s3cret@r2/app",
+            ),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("DATABASE_REPLICA_URLS=mysql://app:***@r2/app is invalid"),
+            "{err}"
+        );
+        let err = config(&[
+            ("DATABASE_URL", "postgres://app@db/app"),
+            ("DATABASE_DIRECT_URL", "sqlite://other.sqlite"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("DATABASE_DIRECT_URL=sqlite://other.sqlite is invalid"),
+            "{err}"
+        );
+        for bad in ["lots", "-1MB", "16TB", "99999999999999GB"] {
+            let err = config(&[("DB_REPLICA_MAX_LAG", bad)]).unwrap_err();
+            assert!(err.to_string().starts_with("DB_REPLICA_MAX_LAG="), "{err}");
+        }
+        assert_eq!(
+            config(&[("DB_REPLICA_MAX_LAG", "0")])
+                .unwrap()
+                .replica_max_lag,
+            0
+        );
+        assert_eq!(
+            config(&[("DB_REPLICA_MAX_LAG", "2gb")])
+                .unwrap()
+                .replica_max_lag,
+            2 << 30
+        );
     }
 
     #[test]

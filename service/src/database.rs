@@ -5,20 +5,27 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use migration::connect::{ConnectError, ConnectFailure, InRecovery, ServerSessions};
 use migration::database_url::UrlSource;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, sqlx,
+};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::error::{Error, Result};
 use crate::health::{HealthReport, HealthStatus, MigrationsReport, PoolReport};
+use crate::routing::replicas::{self, ReplicaSet};
+use crate::routing::{Reader, WalPosition};
 
-/// The database handle of an application: one connection pool, its health, its shutdown.
+/// The database handle of an application: the primary's connection pool (and one per read
+/// replica, when configured), their health, their shutdown.
 ///
-/// Cloning is cheap (an `Arc`), and every clone shares the same pool, so put it in your web
+/// Cloning is cheap (an `Arc`), and every clone shares the same pools, so put it in your web
 /// framework's state (axum `State`, an `Extension`) and clone it into each request — the
 /// Rust form of the Python template's `get_db_service()` dependency. Pass
-/// [`connection`](Self::connection) to the repositories (e.g. [`crate::user`]).
+/// [`connection`](Self::connection) (the primary) to the repositories (e.g. [`crate::user`]),
+/// or [`reader`](Self::reader) for reads a replica may serve.
 #[derive(Clone)]
 pub struct DatabaseService {
     inner: Arc<Inner>,
@@ -26,6 +33,12 @@ pub struct DatabaseService {
 
 struct Inner {
     db: DatabaseConnection,
+    /// The read replicas and their probes; `None` without `DATABASE_REPLICA_URLS`.
+    replicas: Option<Arc<ReplicaSet>>,
+    /// Whether a connection pooler in transaction mode shares the primary's server sessions.
+    sessions: ServerSessions,
+    /// What [`DatabaseService::apply_migrations`] connects to when set.
+    direct: Option<DatabaseConfig>,
     url: DatabaseUrl,
     max_connections: u32,
     health_timeout: Duration,
@@ -43,6 +56,7 @@ impl fmt::Debug for DatabaseService {
             .field("url", &self.inner.url)
             .field("backend", &self.backend())
             .field("max_connections", &self.inner.max_connections)
+            .field("replicas", &self.inner.replicas)
             .finish_non_exhaustive()
     }
 }
@@ -58,10 +72,19 @@ impl DatabaseService {
     /// With the embedded SQLite default it logs a warning naming the file, and creates the
     /// file's folder.
     ///
+    /// On PostgreSQL every new connection of the primary's pool checks that the server is not
+    /// in recovery (a standby is read-only), and refuses it otherwise. A connection pooler in
+    /// transaction mode that mixes up prepared statements is refused (it would return other
+    /// clients' answers); one that keeps them apart is accepted unless `DB_STATEMENT_TIMEOUT`
+    /// or `DATABASE_SCHEMA`, which need a session of their own, are set. Read replicas
+    /// (`DATABASE_REPLICA_URLS`) connect lazily: a replica that is down delays nothing and
+    /// fails nothing; its probe keeps it out of rotation until it answers.
+    ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid configuration, [`Error::Connect`] when the database
-    /// cannot be reached (after the deadline for transient failures).
+    /// cannot be reached (after the deadline for transient failures) or cannot be used
+    /// safely (a standby, a pooler that mixes up statements).
     pub async fn connect(config: &DatabaseConfig) -> Result<Self> {
         config.validate()?;
         if let UrlSource::EmbeddedDefault(path) = config.url.source() {
@@ -80,12 +103,12 @@ impl DatabaseService {
                 reason: err.to_string(),
             })?;
 
-        let options = connect_options(config);
+        let options = connect_options(config, Role::Primary);
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
-        let db = loop {
-            match migration::connect::connect(options.clone()).await {
-                Ok(db) => break db,
+        let (db, sessions) = loop {
+            match migration::connect::connect_pooled(options.clone()).await {
+                Ok(connected) => break connected,
                 Err(err) if err.failure.is_transient() => {
                     let left = config.connect_deadline.saturating_sub(started.elapsed());
                     if left.is_zero() {
@@ -100,16 +123,43 @@ impl DatabaseService {
             }
         };
 
+        if sessions == ServerSessions::Shared {
+            if config.statement_timeout.is_some() || config.schema.is_some() {
+                let _ = db.close().await;
+                return Err(Error::Connect(ConnectError {
+                    target: config.url.to_string(),
+                    failure: ConnectFailure::SessionRequired(
+                        "DB_STATEMENT_TIMEOUT or DATABASE_SCHEMA (set once per session)",
+                    ),
+                }));
+            }
+            tracing::warn!(
+                "a connection pooler in transaction mode serves DATABASE_URL; it keeps prepared \
+                 statements apart, but migrations need DATABASE_DIRECT_URL"
+            );
+        }
+
         let backend = db.get_database_backend();
         let server_version = server_version(&db).await;
         tracing::info!(
             url = %config.url,
             backend = backend_name(backend),
             server_version = server_version.as_deref().unwrap_or("unknown"),
+            replicas = config.replica_urls.len(),
             "connected to the database"
         );
+        let replicas = open_replicas(config, &db).await?;
+        let direct = config.direct_url.clone().map(|url| {
+            let mut direct = config.clone();
+            direct.url = url;
+            direct.replica_urls.clear();
+            direct
+        });
         Ok(Self {
             inner: Arc::new(Inner {
+                replicas,
+                sessions,
+                direct,
                 applied_migrations: Statement::from_string(
                     backend,
                     format!(
@@ -136,6 +186,51 @@ impl DatabaseService {
         &self.inner.db
     }
 
+    /// A connection for reads that a read replica may serve: a replica in rotation (taking
+    /// turns), or the primary when there is none. See [`Reader`] for what happens when the
+    /// replica fails or has not yet received a row.
+    #[must_use]
+    pub fn reader(&self) -> Reader {
+        self.reader_choosing(None)
+    }
+
+    /// [`reader`](Self::reader) for a caller that must see its own writes: only a replica that
+    /// has replayed the primary's WAL at least up to `position` (from
+    /// [`write_position`](Self::write_position) after the writes) is chosen; otherwise the
+    /// primary.
+    #[must_use]
+    pub fn reader_after(&self, position: WalPosition) -> Reader {
+        self.reader_choosing(Some(position))
+    }
+
+    fn reader_choosing(&self, after: Option<WalPosition>) -> Reader {
+        let replica = self
+            .inner
+            .replicas
+            .as_ref()
+            .and_then(|replicas| replicas.choose(after));
+        Reader::new(self.inner.db.clone(), replica)
+    }
+
+    /// The primary's WAL position now, which includes every write committed before this call:
+    /// hand it to [`reader_after`](Self::reader_after) (or to the client, which sends it back
+    /// on its next read) for read-your-writes. `None` without read replicas — every read then
+    /// goes to the primary anyway — so this costs a round trip only when replicas are
+    /// configured.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] / [`Error::Database`] when the primary cannot be asked.
+    pub async fn write_position(&self) -> Result<Option<WalPosition>> {
+        if self.inner.replicas.is_none() {
+            return Ok(None);
+        }
+        replicas::primary_position(&self.inner.db)
+            .await
+            .map(Some)
+            .map_err(|err| Error::from_db("read the primary's WAL position", err))
+    }
+
     /// Which database this is.
     #[must_use]
     pub fn backend(&self) -> DbBackend {
@@ -144,40 +239,77 @@ impl DatabaseService {
 
     /// Applies every pending migration (what `cargo migrate up` does), for services that
     /// migrate at start-up. On PostgreSQL it holds the migration advisory lock for the run (on a
-    /// session of its own), so replicas starting together apply each migration once: the others
-    /// wait, then find nothing pending. Returns the names of the migrations applied.
+    /// session of its own), so instances starting together apply each migration once: the
+    /// others wait, then find nothing pending. Returns the names of the migrations applied.
+    ///
+    /// With `DATABASE_DIRECT_URL` set, it connects there for the run (a pool of its own, closed
+    /// afterwards), so a service whose `DATABASE_URL` is a connection pooler still migrates
+    /// under the lock.
     ///
     /// # Errors
     ///
     /// [`Error::Migration`] naming the failed migration, unknown applied migrations, or a lock
-    /// timeout.
+    /// timeout; [`Error::Connect`] when the direct URL cannot be reached, or when `DATABASE_URL`
+    /// is a pooler in transaction mode and no direct URL is set.
     pub async fn apply_migrations(&self) -> Result<Vec<String>> {
-        Ok(migration::runner::up::<Migrator>(
-            &self.inner.db,
-            migration::runner::UpTo::Latest,
-            migration::runner::DEFAULT_LOCK_TIMEOUT,
-        )
-        .await?)
+        let up = |db| {
+            migration::runner::up::<Migrator>(
+                db,
+                migration::runner::UpTo::Latest,
+                migration::runner::DEFAULT_LOCK_TIMEOUT,
+            )
+        };
+        match &self.inner.direct {
+            Some(direct) => {
+                let mut options = connect_options(direct, Role::Primary);
+                options.max_connections(2).min_connections(0);
+                let db = migration::connect::connect(options).await?;
+                let applied = up(&db).await;
+                let _ = db.close().await;
+                Ok(applied?)
+            }
+            None if self.inner.sessions == ServerSessions::Shared => {
+                Err(Error::Connect(ConnectError {
+                    target: self.inner.url.to_string(),
+                    failure: ConnectFailure::SessionRequired("the migration lock"),
+                }))
+            }
+            None => Ok(up(&self.inner.db).await?),
+        }
     }
 
     /// A full health report: reachability, round-trip latency, pool usage, migrations applied,
-    /// pending and unknown to this build, backend and server version.
+    /// pending and unknown to this build, backend and server version; and each read replica's
+    /// role, reachability, latency and lag.
     ///
-    /// It costs one round trip (reading the migrations table answers both "is it up" and
-    /// "which migrations are applied"), never panics, and always returns within the configured
-    /// health timeout (`DB_HEALTH_TIMEOUT`, 2 s by default), reporting
-    /// [`HealthStatus::Unhealthy`] when the server does not answer in time.
+    /// Without replicas it costs one round trip (reading the migrations table answers both "is
+    /// it up" and "which migrations are applied"). With replicas, each is checked at the same
+    /// time (its answer also updates whether it is in rotation). It never panics, and always
+    /// returns within the configured health timeout (`DB_HEALTH_TIMEOUT`, 2 s by default),
+    /// reporting [`HealthStatus::Unhealthy`] when the primary does not answer in time. A
+    /// replica that is down or lagging makes the status [`HealthStatus::Degraded`], never
+    /// unhealthy: reads go to the primary meanwhile ([`HealthReport::can_serve`]).
     pub async fn health(&self) -> HealthReport {
+        let timeout = self.inner.health_timeout;
         let started = Instant::now();
-        let outcome = tokio::time::timeout(
-            self.inner.health_timeout,
-            self.inner
-                .db
-                .query_all_raw(self.inner.applied_migrations.clone()),
-        )
-        .await;
-        let latency = started.elapsed();
-        let (status, migrations, error) = match outcome {
+        let primary = async {
+            let outcome = tokio::time::timeout(
+                timeout,
+                self.inner
+                    .db
+                    .query_all_raw(self.inner.applied_migrations.clone()),
+            )
+            .await;
+            (outcome, started.elapsed())
+        };
+        let replicas = async {
+            match &self.inner.replicas {
+                Some(replicas) => replicas.check_all(timeout).await,
+                None => Vec::new(),
+            }
+        };
+        let ((outcome, latency), replicas) = tokio::join!(primary, replicas);
+        let (mut status, migrations, error) = match outcome {
             Ok(Ok(rows)) => {
                 let applied: HashSet<String> = rows
                     .iter()
@@ -207,10 +339,13 @@ impl DatabaseService {
                 None,
                 Some(format!(
                     "no answer within the health timeout ({} ms)",
-                    self.inner.health_timeout.as_millis()
+                    timeout.as_millis()
                 )),
             ),
         };
+        if status == HealthStatus::Healthy && replicas.iter().any(|r| !r.in_rotation) {
+            status = HealthStatus::Degraded;
+        }
         HealthReport {
             status,
             backend: backend_name(self.backend()),
@@ -220,6 +355,7 @@ impl DatabaseService {
             pool: self.pool_report(),
             migrations,
             error,
+            replicas,
         }
     }
 
@@ -240,6 +376,9 @@ impl DatabaseService {
     ///
     /// [`Error::Database`] if closing fails.
     pub async fn close(&self) -> Result<()> {
+        if let Some(replicas) = &self.inner.replicas {
+            replicas.close().await;
+        }
         self.inner
             .db
             .close_by_ref()
@@ -286,7 +425,16 @@ impl DatabaseService {
     }
 }
 
-fn connect_options(config: &DatabaseConfig) -> ConnectOptions {
+/// Which node a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Writes go here: a server in recovery is refused.
+    Primary,
+    /// A standby: its role is the probe's business.
+    Replica,
+}
+
+fn connect_options(config: &DatabaseConfig, role: Role) -> ConnectOptions {
     let mut options = ConnectOptions::new(config.url.expose_secret());
     options
         .max_connections(config.max_connections)
@@ -313,14 +461,89 @@ fn connect_options(config: &DatabaseConfig) -> ConnectOptions {
         None => options.test_before_acquire(false),
     };
     if !config.url.is_sqlite() {
-        if let Some(timeout) = config.statement_timeout {
-            options.statement_timeout(timeout);
-        }
-        if let Some(schema) = &config.schema {
-            options.set_schema_search_path(schema.clone());
-        }
+        let setup = SessionSetup::new(config, role);
+        options.map_sqlx_postgres_pool_opts(move |pool| {
+            let setup = setup.clone();
+            pool.after_connect(move |conn, _| {
+                let setup = setup.clone();
+                Box::pin(async move { setup.run(conn).await })
+            })
+        });
     }
     options
+}
+
+/// What every new PostgreSQL connection runs first, in one round trip (simple protocol): the
+/// session settings, sent as `SET` rather than as start-up parameters (which connection
+/// poolers such as PgBouncer refuse), and on the primary a check that the server is not a
+/// standby.
+#[derive(Debug, Clone)]
+struct SessionSetup {
+    sql: Arc<str>,
+    role: Role,
+}
+
+impl SessionSetup {
+    fn new(config: &DatabaseConfig, role: Role) -> Self {
+        let mut sql = String::new();
+        if let Some(timeout) = config.statement_timeout {
+            sql.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
+        }
+        if let Some(schema) = &config.schema {
+            sql.push_str(&format!(
+                "SET search_path = \"{}\";",
+                schema.replace('"', "\"\"")
+            ));
+        }
+        sql.push_str("SELECT pg_is_in_recovery()");
+        Self {
+            sql: sql.into(),
+            role,
+        }
+    }
+
+    async fn run(&self, conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
+        use sqlx::Row as _;
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(self.sql.to_string()))
+            .fetch_all(conn)
+            .await?;
+        let in_recovery = rows
+            .last()
+            .map(|row| row.try_get::<bool, _>(0))
+            .transpose()?
+            .unwrap_or(false);
+        if in_recovery && self.role == Role::Primary {
+            return Err(sqlx::Error::Configuration(Box::new(InRecovery)));
+        }
+        Ok(())
+    }
+}
+
+/// The replicas' pools (connecting lazily, so one that is down fails nothing here) and their
+/// probes; `None` without replicas.
+async fn open_replicas(
+    config: &DatabaseConfig,
+    primary: &DatabaseConnection,
+) -> Result<Option<Arc<ReplicaSet>>> {
+    if config.replica_urls.is_empty() {
+        return Ok(None);
+    }
+    let mut pools = Vec::with_capacity(config.replica_urls.len());
+    for url in &config.replica_urls {
+        let mut replica = config.clone();
+        replica.url = url.clone();
+        let mut options = connect_options(&replica, Role::Replica);
+        options
+            .connect_lazy(true)
+            .map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None));
+        let conn = Database::connect(options)
+            .await
+            .map_err(|err| Error::Connect(ConnectError::new(&url.expose_secret(), &err)))?;
+        pools.push((url.node_name(), conn));
+    }
+    let replicas = ReplicaSet::new(primary.clone(), pools, config.replica_max_lag);
+    replicas.spawn_probes(config.replica_probe_interval, config.health_timeout);
+    Ok(Some(replicas))
 }
 
 async fn server_version(db: &DatabaseConnection) -> Option<String> {

@@ -32,6 +32,7 @@ pub mod config;
 mod database;
 pub mod error;
 pub mod health;
+mod routing;
 pub mod user;
 
 #[cfg(feature = "testing")]
@@ -40,8 +41,11 @@ pub mod testing;
 pub use config::{ConfigError, DatabaseConfig, DatabaseUrl};
 pub use database::DatabaseService;
 pub use error::{Error, Result};
-pub use health::{HealthReport, HealthStatus, MigrationsReport, PoolReport};
+pub use health::{
+    HealthReport, HealthStatus, MigrationsReport, NodeRole, PoolReport, ReplicaReport,
+};
 pub use migration::connect::{ConnectError, ConnectFailure};
+pub use routing::{InvalidWalPosition, Reader, WalPosition};
 /// The SeaORM version this crate is built on, for downstream code that writes its own queries
 /// against [`DatabaseService::connection`] without a separate (and possibly different)
 /// `sea-orm` dependency.

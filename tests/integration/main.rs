@@ -10,6 +10,7 @@ mod bulk;
 mod failures;
 mod health;
 mod migrations;
+mod refusals;
 mod service;
 mod sql;
 mod test_support;

@@ -12,6 +12,9 @@
 //!   authentication) without touching the shared server.
 //! * [`FaultProxy`] — a TCP proxy that makes the PostgreSQL server refuse, hang or come back,
 //!   for tests of outages.
+//! * [`AdminSession`] — a superuser session that does to a test's own database or role what a
+//!   DBA does: refuse connections, terminate sessions, rename, make read-only, limit
+//!   connections.
 //!
 //! Where PostgreSQL comes from (decided once per test binary): `TEST_DATABASE_URL` (an admin
 //! URL; the server's `postgres` database is a good choice) when set; otherwise a server on
@@ -35,6 +38,7 @@
 //! }
 //! ```
 
+mod admin;
 mod cluster;
 mod postgres;
 mod proxy;
@@ -50,6 +54,7 @@ use sea_orm::DatabaseConnection;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::database::DatabaseService;
 
+pub use admin::AdminSession;
 pub use cluster::TestCluster;
 pub use proxy::FaultProxy;
 pub use transaction::TestTransaction;

@@ -1,0 +1,226 @@
+//! Where and how the repositories' statements run: the one place that knows about pools.
+//!
+//! A repository states *what* to run (its SQL, rendered once as a [`CachedSql`], and its
+//! values) and whether it reads or writes; the functions here choose *where* and *how*:
+//!
+//! * given the PostgreSQL pool itself
+//!   ([`DatabaseService::connection`](crate::DatabaseService::connection)), everything runs
+//!   on the primary; a one-row statement runs on sqlx directly, on a connection checked out
+//!   here, and only the row goes through SeaORM ([`FromQueryResult`]); many rows go through
+//!   `COPY` ([`bulk`]);
+//! * given a [`Reader`] ([`DatabaseService::reader`](crate::DatabaseService::reader)), reads
+//!   run the same way on the replica it chose (falling back to the primary as [`Reader`]
+//!   explains) and writes on the primary;
+//! * given anything else (a transaction, SQLite), it takes SeaORM's generic path.
+//!
+//! So a second repository is only its own queries and rules.
+
+pub(crate) mod bulk;
+mod cached;
+mod reader;
+pub(crate) mod replicas;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use sea_orm::sea_query::Values;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseConnectionType, DbBackend, DbErr, FromQueryResult,
+    QueryResult, RuntimeErr, Value, sqlx,
+};
+use sea_query_sqlx::SqlxValues;
+
+use crate::error::is_read_only_refusal;
+
+pub(crate) use cached::CachedSql;
+pub use reader::Reader;
+pub use replicas::{InvalidWalPosition, WalPosition};
+
+/// Runs a read that returns at most one row (a lookup by key) and decodes that row into `M`.
+///
+/// On the PostgreSQL pool, or a [`Reader`], the statement runs on sqlx directly, on a
+/// connection this function checks out itself: SeaORM's generic query path, like sqlx's own
+/// `&PgPool` executor, moves several kilobytes of future state per call, which is most of the
+/// client's work for a one-row statement (`docs/PERFORMANCE.md` has the figures). Statement
+/// logging (`DB_ECHO`) still applies; SeaORM's metric callback (unused by this crate) is not
+/// called on that path. On a replica, a failure or an absent row is asked again on the
+/// primary, as [`Reader`] explains.
+///
+/// # Errors
+///
+/// The database's error, or a row that does not decode into `M`.
+pub(crate) async fn read_optional<M, C>(
+    db: &C,
+    sql: &'static CachedSql,
+    values: Vec<Value>,
+) -> Result<Option<M>, DbErr>
+where
+    M: FromQueryResult,
+    C: ConnectionTrait + 'static,
+{
+    let (primary, replica) = match target(db) {
+        Target::Seaorm => return seaorm_optional(db, sql, values).await,
+        Target::Primary(primary) => (primary, None),
+        Target::Reader { primary, replica } => (primary, replica),
+    };
+    let sql = sql.sql(DbBackend::Postgres);
+    if let Some(replica) = replica {
+        match fetch_optional_on(replica.pool(), sql, values.clone()).await {
+            Ok(Some(row)) => return decode(row),
+            // Not there yet, perhaps: the primary knows.
+            Ok(None) => {}
+            Err(err) => replica.read_failed(&err),
+        }
+    }
+    fetch_optional_on(primary, sql, values)
+        .await?
+        .map(decode)
+        .transpose()
+}
+
+/// Runs a write that returns at most one row (`INSERT … RETURNING`) on the primary and decodes
+/// that row into `M`; the fast path of [`read_optional`] applies.
+///
+/// # Errors
+///
+/// The database's error, or a row that does not decode into `M`.
+pub(crate) async fn write_optional<M, C>(
+    db: &C,
+    sql: &'static CachedSql,
+    values: Vec<Value>,
+) -> Result<Option<M>, DbErr>
+where
+    M: FromQueryResult,
+    C: ConnectionTrait + 'static,
+{
+    match target(db) {
+        Target::Seaorm => seaorm_optional(db, sql, values).await,
+        Target::Primary(primary) | Target::Reader { primary, .. } => {
+            fetch_optional_on(primary, sql.sql(DbBackend::Postgres), values)
+                .await?
+                .map(decode)
+                .transpose()
+        }
+    }
+}
+
+/// The primary's sqlx pool when `db` is the PostgreSQL pool or a [`Reader`] on PostgreSQL, for
+/// paths that bypass SeaORM (`COPY`); `None` for a transaction, SQLite, or anything else.
+pub(crate) fn postgres_pool<C: ConnectionTrait + 'static>(db: &C) -> Option<&sqlx::PgPool> {
+    match target(db) {
+        Target::Primary(primary) | Target::Reader { primary, .. } => Some(primary),
+        Target::Seaorm => None,
+    }
+}
+
+/// Where a statement given `db` runs.
+enum Target<'a> {
+    /// The primary's pool.
+    Primary(&'a sqlx::PgPool),
+    /// A [`Reader`] on PostgreSQL: reads on its replica if it chose one, writes on the primary.
+    Reader {
+        primary: &'a sqlx::PgPool,
+        replica: Option<&'a replicas::Replica>,
+    },
+    /// A transaction, SQLite, or anything else: SeaORM's generic path.
+    Seaorm,
+}
+
+fn target<C: ConnectionTrait + 'static>(db: &C) -> Target<'_> {
+    let db = db as &dyn Any;
+    if let Some(pool) = db.downcast_ref::<DatabaseConnection>().and_then(pool_of) {
+        return Target::Primary(pool);
+    }
+    match db.downcast_ref::<Reader>() {
+        Some(reader) => match pool_of(reader.primary()) {
+            Some(primary) => Target::Reader {
+                primary,
+                replica: reader.replica(),
+            },
+            None => Target::Seaorm,
+        },
+        None => Target::Seaorm,
+    }
+}
+
+/// The sqlx pool of a pooled PostgreSQL connection.
+pub(crate) fn pool_of(conn: &DatabaseConnection) -> Option<&sqlx::PgPool> {
+    matches!(
+        conn.inner,
+        DatabaseConnectionType::SqlxPostgresPoolConnection(_)
+    )
+    .then(|| conn.get_postgres_connection_pool())
+}
+
+async fn seaorm_optional<M, C>(
+    db: &C,
+    sql: &'static CachedSql,
+    values: Vec<Value>,
+) -> Result<Option<M>, DbErr>
+where
+    M: FromQueryResult,
+    C: ConnectionTrait,
+{
+    M::find_by_statement(sql.statement(db.get_database_backend(), values))
+        .one(db)
+        .await
+}
+
+fn decode<M: FromQueryResult>(row: sqlx::postgres::PgRow) -> Result<M, DbErr> {
+    M::from_query_result(&QueryResult::from(row), "")
+}
+
+/// Runs `sql` with `values` on a connection checked out of `pool` and returns its first row,
+/// if any. The connection goes back to the pool before the row is decoded.
+///
+/// Checking out here, instead of passing `&PgPool` as the executor, is deliberate: sqlx's
+/// `Executor for &Pool` boxes a future that holds both the checkout and the query, and copying
+/// that state around is about half of the client's instructions for a one-row query. Counted
+/// with callgrind on the benchmark's point select: 43 800 instructions per call through
+/// `&PgPool`, 28 300 this way (`docs/PERFORMANCE.md`).
+async fn fetch_optional_on(
+    pool: &sqlx::PgPool,
+    sql: &'static str,
+    values: Vec<Value>,
+) -> Result<Option<sqlx::postgres::PgRow>, DbErr> {
+    let mut conn = pool.acquire().await.map_err(query_error)?;
+    let result = sqlx::query_with(sql, SqlxValues(Values(values)))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error);
+    if result.as_ref().is_err_and(is_read_only_refusal) {
+        conn.close_on_drop();
+        retire_idle_sessions(pool);
+    }
+    result
+}
+
+/// After the server refused a write as read-only (`25006`): closes the pool's idle sessions, so
+/// that the next statements run on new ones. A session keeps the read-only state it started
+/// with (`default_transaction_read_only` set on the database or role, a standby behind the
+/// address after a failover), so without this, writes would keep failing on it after the
+/// server or database is writable again, until `DB_MAX_LIFETIME` retires it.
+fn retire_idle_sessions(pool: &sqlx::PgPool) {
+    for _ in 0..pool.num_idle() {
+        match pool.try_acquire() {
+            Some(mut conn) => conn.close_on_drop(),
+            None => break,
+        }
+    }
+}
+
+/// [`retire_idle_sessions`] of the primary, for a write that SeaORM ran on `db` and that the
+/// server refused as read-only. (The session that refused went back to the pool before the
+/// error came back: the next refusal on it retires it.)
+pub(crate) fn retire_sessions_if_read_only<C: ConnectionTrait + 'static>(db: &C, err: &DbErr) {
+    if is_read_only_refusal(err)
+        && let Some(pool) = postgres_pool(db)
+    {
+        retire_idle_sessions(pool);
+    }
+}
+
+/// A sqlx error as SeaORM reports a failed query, so the usual error mapping applies.
+fn query_error(err: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+}
