@@ -7,9 +7,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sea_orm::TransactionTrait;
 use sea_orm::sqlx::Connection;
 use sea_orm::sqlx::postgres::PgConnection;
-use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use service::testing::{AdminSession, TestBackend, TestCluster, TestDatabase};
 use service::user::{self, NewUser, UserChanges};
 use service::{DatabaseConfig, DatabaseService, DatabaseUrl, Error};
@@ -256,6 +256,7 @@ async fn a_database_renamed_away_is_unavailable_until_it_is_renamed_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_pool_recovers() {
     let cluster = Arc::new(TestCluster::start());
+    allow_prepared_transactions(&cluster).await;
     let config = quick(&DatabaseConfig::new(
         DatabaseUrl::parse(cluster.admin_url()).unwrap(),
     ));
@@ -264,16 +265,15 @@ async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_p
     let ada = user::create(service.connection(), new_user("ada@x.io"))
         .await
         .unwrap();
-    // An update in flight: it waits for a row lock another session holds.
-    let locker = AdminSession::connect(&cluster.admin_url()).await;
-    let lock = locker.connection().begin().await.unwrap();
-    lock.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        r#"SELECT 1 FROM "user" WHERE id = $1 FOR UPDATE"#,
-        [ada.id.into()],
-    ))
-    .await
-    .unwrap();
+    // An update in flight: it waits for a row lock that a prepared transaction holds (a
+    // session holding it would end with the shutdown too, and might release the update first).
+    let admin = AdminSession::connect(&cluster.admin_url()).await;
+    admin
+        .execute(&format!(
+            r#"BEGIN; SELECT 1 FROM "user" WHERE id = {} FOR UPDATE; PREPARE TRANSACTION 'hold'"#,
+            ada.id
+        ))
+        .await;
     let in_flight = tokio::spawn({
         let service = service.clone();
         async move {
@@ -288,7 +288,7 @@ async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_p
             .await
         }
     });
-    wait_for_lock_waiter(&AdminSession::connect(&cluster.admin_url()).await).await;
+    wait_for_lock_waiter(&admin).await;
 
     let stopping = cluster.clone();
     tokio::task::spawn_blocking(move || stopping.stop())
@@ -309,7 +309,25 @@ async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_p
 
     let (read, _) = recovers(RECOVERY, || user::get(service.connection(), ada.id)).await;
     assert_eq!(read.name, ada.name, "the update in flight was not applied");
-    drop(lock);
+    AdminSession::connect(&cluster.admin_url())
+        .await
+        .execute("ROLLBACK PREPARED 'hold'")
+        .await;
+}
+
+/// Restarts `cluster` with `max_prepared_transactions` above 0.
+async fn allow_prepared_transactions(cluster: &Arc<TestCluster>) {
+    AdminSession::connect(&cluster.admin_url())
+        .await
+        .execute("ALTER SYSTEM SET max_prepared_transactions = 2")
+        .await;
+    let restarting = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        restarting.stop();
+        restarting.restart();
+    })
+    .await
+    .unwrap();
 }
 
 /// Waits (at most 10 s) until a session of the cluster waits for a lock.

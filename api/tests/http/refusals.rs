@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Response, StatusCode};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+use sea_orm::TransactionTrait;
 use serde_json::{Value, json};
 use service::testing::{AdminSession, TestBackend, TestCluster, TestDatabase};
 use service::{DatabaseConfig, DatabaseUrl};
@@ -225,6 +225,18 @@ async fn a_database_renamed_away_answers_503_until_it_is_renamed_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_answers_503_to_requests_in_flight_and_while_down_then_2xx() {
     let cluster = Arc::new(TestCluster::start());
+    // Restarted once with prepared transactions allowed (for the lock below).
+    let admin = AdminSession::connect(&cluster.admin_url()).await;
+    admin
+        .execute("ALTER SYSTEM SET max_prepared_transactions = 2")
+        .await;
+    let restarting = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        restarting.stop();
+        restarting.restart();
+    })
+    .await
+    .unwrap();
     let config = quick(&DatabaseConfig::new(
         DatabaseUrl::parse(cluster.admin_url()).unwrap(),
     ));
@@ -234,16 +246,16 @@ async fn a_server_restart_answers_503_to_requests_in_flight_and_while_down_then_
     let server = Arc::new(TestServer::start(&config).await);
     let ada = server.create_user("ada@example.com", "Ada").await;
     let path = server.url(&format!("/users/{}", id_of(&ada)));
-    // A request in flight: its update waits for a row lock another session holds.
-    let locker = AdminSession::connect(&cluster.admin_url()).await;
-    let lock = locker.connection().begin().await.unwrap();
-    lock.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        r#"SELECT 1 FROM "user" WHERE id = $1 FOR UPDATE"#,
-        [id_of(&ada).into()],
-    ))
-    .await
-    .unwrap();
+    // A request in flight: its update waits for a row lock that a prepared transaction holds
+    // (a session holding it would end with the shutdown too, and might release the update
+    // first).
+    let admin = AdminSession::connect(&cluster.admin_url()).await;
+    admin
+        .execute(&format!(
+            r#"BEGIN; SELECT 1 FROM "user" WHERE id = {} FOR UPDATE; PREPARE TRANSACTION 'hold'"#,
+            id_of(&ada)
+        ))
+        .await;
     let in_flight = tokio::spawn({
         let (server, path) = (server.clone(), path.clone());
         async move {
@@ -256,9 +268,8 @@ async fn a_server_restart_answers_503_to_requests_in_flight_and_while_down_then_
                 .unwrap()
         }
     });
-    let watcher = AdminSession::connect(&cluster.admin_url()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while watcher
+    while admin
         .count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
         .await
         == 0
@@ -286,5 +297,8 @@ async fn a_server_restart_answers_503_to_requests_in_flight_and_while_down_then_
         ada,
         "the update in flight was not applied"
     );
-    drop(lock);
+    AdminSession::connect(&cluster.admin_url())
+        .await
+        .execute("ROLLBACK PREPARED 'hold'")
+        .await;
 }
