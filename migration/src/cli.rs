@@ -59,14 +59,9 @@ pub struct Cli {
     #[arg(short = 's', long, global = true, env = "DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
 
-    /// Database URL; unset means the embedded SQLite file `data/db.sqlite`.
-    #[arg(
-        short = 'u',
-        long,
-        global = true,
-        env = "DATABASE_URL",
-        hide_env_values = true
-    )]
+    /// Database URL [default: `DATABASE_DIRECT_URL`, else `DATABASE_URL`, else the embedded
+    /// SQLite file `data/db.sqlite`].
+    #[arg(short = 'u', long, global = true)]
     pub database_url: Option<String>,
 
     /// Seconds to wait for another migrator to finish (PostgreSQL advisory lock).
@@ -253,8 +248,23 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     })
 }
 
+/// The database to migrate: `-u`, else `DATABASE_DIRECT_URL` (the server itself, when
+/// `DATABASE_URL` points at a connection pooler: the migration lock needs a session of its
+/// own), else `DATABASE_URL`. (`sea-orm-cli migrate -u URL` passes its URL as `DATABASE_URL`.)
+fn database_url(cli: &Cli) -> Option<String> {
+    let env = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+    };
+    cli.database_url
+        .clone()
+        .or_else(|| env("DATABASE_DIRECT_URL"))
+        .or_else(|| env("DATABASE_URL"))
+}
+
 async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
-    let source = UrlSource::from_option(cli.database_url.clone());
+    let source = UrlSource::from_option(database_url(cli));
     let url = source.url();
     match &source {
         UrlSource::EmbeddedDefault(path) => {

@@ -10,6 +10,8 @@ mod bulk;
 mod failures;
 mod health;
 mod migrations;
+mod poolers;
+mod replicas;
 mod service;
 mod sql;
 mod test_support;

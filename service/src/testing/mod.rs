@@ -10,6 +10,8 @@
 //!   code under test "commits" (a nested `begin()` on it is a savepoint).
 //! * [`TestCluster`] — a PostgreSQL cluster of a test's own (stop, restart, password
 //!   authentication) without touching the shared server.
+//! * [`TestCluster::start_standby_of`] — a streaming replica of such a cluster, and
+//!   [`TestPgBouncer`] — a connection pooler in front of one, for tests of replicas and poolers.
 //! * [`FaultProxy`] — a TCP proxy that makes the PostgreSQL server refuse, hang or come back,
 //!   for tests of outages.
 //!
@@ -36,6 +38,7 @@
 //! ```
 
 mod cluster;
+mod pgbouncer;
 mod postgres;
 mod proxy;
 mod transaction;
@@ -51,6 +54,7 @@ use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::database::DatabaseService;
 
 pub use cluster::TestCluster;
+pub use pgbouncer::{PoolMode, TestPgBouncer};
 pub use proxy::FaultProxy;
 pub use transaction::TestTransaction;
 
