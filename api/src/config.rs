@@ -6,6 +6,7 @@
 //! | `API_ADDR`    | `127.0.0.1:3000` | address to listen on, `IP:PORT` (port `0`: any free port) |
 //! | `API_MIGRATE` | `false`          | apply pending migrations at start-up (also `--migrate`) |
 //! | `API_REQUEST_TIMEOUT` | `30s`    | a request not answered by then gets 503 (a hung database); also bounds graceful shutdown |
+//! | `API_HEALTH_DETAILS` | `false`   | `GET /health` also shows the full report (server version, pool numbers, migration and replica names, the driver's error text); off, it shows status, latency and migration counts only |
 //!
 //! Binaries load `.env` before reading it (`service::config::load_dotenv()`); values set in the process
 //! environment win over `.env`.
@@ -37,6 +38,8 @@ Environment:
   API_ADDR        address to listen on, IP:PORT (default 127.0.0.1:3000)
   API_MIGRATE     true/false: apply pending migrations at start-up (default false)
   API_REQUEST_TIMEOUT  seconds (or 500ms) before a request answers 503 (default 30)
+  API_HEALTH_DETAILS   true: GET /health also shows server version, pool numbers
+                       and error text (default false: status, latency, migration counts)
   DATABASE_URL    postgres://user:password@host:5432/db or sqlite://path?mode=rwc
   DB_ECHO         true: log every SQL statement
   DB_*            pool settings, see the service crate's DatabaseConfig
@@ -53,6 +56,10 @@ pub struct ApiConfig {
     pub migrate: bool,
     /// A request not answered within this gets 503 (`API_REQUEST_TIMEOUT`).
     pub request_timeout: Duration,
+    /// `GET /health` shows the full report, not only status, latency and migration counts
+    /// (`API_HEALTH_DETAILS`, off by default: server version, pool numbers and error text are
+    /// for operators, not for whoever can reach the port).
+    pub health_details: bool,
     /// The database (`DATABASE_URL`, `DB_*`).
     pub database: DatabaseConfig,
 }
@@ -143,10 +150,15 @@ impl Invocation {
             Some(value) => parse_timeout(&value)?,
             None => DEFAULT_REQUEST_TIMEOUT,
         };
+        let health_details = match get("API_HEALTH_DETAILS") {
+            Some(value) => parse_bool("API_HEALTH_DETAILS", &value)?,
+            None => false,
+        };
         Ok(Self::Serve(Box::new(ApiConfig {
             addr,
             migrate: migrate_flag || migrate_env,
             request_timeout,
+            health_details,
             database: database()?,
         })))
     }
@@ -288,6 +300,18 @@ mod tests {
         );
         let err = parse(&["--migrat"], &[]).unwrap_err();
         assert_eq!(err, ConfigError::UnknownArgument("--migrat".into()));
+    }
+
+    #[test]
+    fn health_details_are_off_unless_asked_for() {
+        assert!(!serve(&[], &[]).health_details);
+        assert!(serve(&[], &[("API_HEALTH_DETAILS", "true")]).health_details);
+        assert!(!serve(&[], &[("API_HEALTH_DETAILS", "off")]).health_details);
+        let err = parse(&[], &[("API_HEALTH_DETAILS", "all")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"API_HEALTH_DETAILS="all" is invalid: expected true or false"#
+        );
     }
 
     #[test]

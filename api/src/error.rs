@@ -2,11 +2,16 @@
 //!
 //! Every error body is JSON: `{"error": "<message>", "field": "<name>"}`, `field` present when
 //! one input field is to blame. Internal errors are logged with `tracing` and answered with a
-//! generic message: no body ever carries SQL, a driver message or a connection URL.
+//! generic message: no body ever carries SQL, a driver message, a database or role name, a
+//! server version or a connection URL.
+//!
+//! Every `503` carries `Retry-After: 1` ([`RETRY_AFTER_SECS`]): the database is down, refusing,
+//! read-only, out of connections, or a concurrent transaction won — all of which clear by
+//! themselves — so clients and load balancers should come back, not treat it as a bug.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -28,8 +33,15 @@ struct ErrorBody<'a> {
 
 /// What a client sees when the database cannot be reached.
 pub const UNAVAILABLE_MESSAGE: &str = "the database is unavailable; try again later";
+/// What a client sees when a concurrent transaction won (`service::Error::Contention`).
+pub const CONTENTION_MESSAGE: &str = "the request conflicted with a concurrent one; try again";
 /// What a client sees for any other internal failure (the details are in the log).
 pub const INTERNAL_MESSAGE: &str = "internal server error";
+
+/// The `Retry-After` of every `503`, in seconds: long enough not to hammer a recovering
+/// server, short enough that clients come back about when it does (the pool serves again
+/// within about a second of the server; `docs/FAILURE_MODES.md` has the measured figures).
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
     /// An error with this status and message (shown to the client as is).
@@ -86,7 +98,13 @@ impl IntoResponse for ApiError {
             error: &self.message,
             field: self.field.as_deref(),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 }
 
@@ -106,6 +124,10 @@ impl From<service::Error> for ApiError {
                 Self::new(StatusCode::CONFLICT, err.to_string()).with_field(*field)
             }
             Error::Validation { field, .. } => Self::invalid_field(field, err.to_string()),
+            Error::Contention { .. } => {
+                tracing::warn!(error = %err, "conflict with a concurrent transaction");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, CONTENTION_MESSAGE)
+            }
             // Database, Config, a permanent Connect failure, and whatever comes later: a bug or
             // an operations problem, not the client's. Details to the log only.
             _ => {
@@ -227,12 +249,52 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
             ),
+            (
+                Error::Contention {
+                    operation: "update a user",
+                    reason: "40P01: deadlock detected".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+            ),
         ];
         for (err, status, field) in cases {
             let api = ApiError::from(err);
             assert_eq!(api.status(), status);
             assert_eq!(api.field(), field);
         }
+    }
+
+    #[test]
+    fn every_503_says_when_to_come_back_and_nothing_else() {
+        use service::Error;
+        let outage = Error::Unavailable {
+            operation: "read a user",
+            reason: r#"the database does not exist (3D000: database "app" does not exist)"#.into(),
+        };
+        let contention = Error::Contention {
+            operation: "update a user",
+            reason: "40001: could not serialize access".into(),
+        };
+        for (err, message) in [
+            (outage, UNAVAILABLE_MESSAGE),
+            (contention, CONTENTION_MESSAGE),
+        ] {
+            let api = ApiError::from(err);
+            assert_eq!(api.message(), message);
+            let response = api.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+        let response = ApiError::timed_out().into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let not_found = ApiError::new(StatusCode::NOT_FOUND, "user id 7 not found");
+        assert!(
+            !not_found
+                .into_response()
+                .headers()
+                .contains_key(header::RETRY_AFTER)
+        );
     }
 
     #[test]

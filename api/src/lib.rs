@@ -13,19 +13,20 @@
 //!
 //! | route                 | answers |
 //! | --------------------- | ------- |
-//! | `GET /health`         | 200 with the `HealthReport` when healthy, 503 with it otherwise |
+//! | `GET /health`         | 200 when healthy, 503 otherwise: status, latency, migration counts ([`health`]); the full report only with `API_HEALTH_DETAILS=true` |
 //! | `POST /users`         | 201 + `Location`, 409 email taken, 422 invalid, 400 malformed JSON |
 //! | `GET /users`          | `?limit=1..500` (default 50) `&after=ID`: `{"users": [...], "next_after": ID or null}` |
 //! | `GET /users/{id}`     | 200, 404 |
 //! | `PATCH /users/{id}`   | 200, 404, 409, 422 |
 //! | `DELETE /users/{id}`  | 204, 404 |
 //!
-//! A database outage answers 503 everywhere.
+//! A database outage answers 503 everywhere, with `Retry-After: 1` ([`error::RETRY_AFTER_SECS`]).
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod users;
 
 use std::future::Future;
@@ -33,12 +34,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
-use service::{DatabaseService, HealthReport, HealthStatus};
+use service::DatabaseService;
 use tokio::net::TcpListener;
 use tower_http::LatencyUnit;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
@@ -47,10 +47,21 @@ use tracing::Level;
 pub use config::{ApiConfig, ConfigError, Invocation};
 pub use error::ApiError;
 
-/// Every route of the API, with `service` as the state its handlers extract.
-pub fn build_router(service: DatabaseService, request_timeout: Duration) -> Router {
+/// Every route of the API, with `service` as the state its handlers extract. Requests not
+/// answered within `request_timeout` get 503; `GET /health` shows the full report only with
+/// `health_details` ([`health`]).
+pub fn build_router(
+    service: DatabaseService,
+    request_timeout: Duration,
+    health_details: bool,
+) -> Router {
+    let health = if health_details {
+        get(health::detailed)
+    } else {
+        get(health::public)
+    };
     Router::new()
-        .route("/health", get(health))
+        .route("/health", health)
         .route("/users", get(users::list).post(users::create))
         .route(
             "/users/{id}",
@@ -89,18 +100,6 @@ async fn answer_within(
     }
 }
 
-/// `GET /health`: the database's health report; 200 when healthy, 503 when degraded
-/// (migrations pending or unknown) or unhealthy. Answers within the health timeout
-/// (`DB_HEALTH_TIMEOUT`) even when the database is gone.
-pub async fn health(State(db): State<DatabaseService>) -> (StatusCode, Json<HealthReport>) {
-    let report = db.health().await;
-    let status = match report.status {
-        HealthStatus::Healthy => StatusCode::OK,
-        HealthStatus::Degraded | HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    (status, Json(report))
-}
-
 async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -115,6 +114,7 @@ pub struct Application {
     addr: SocketAddr,
     service: DatabaseService,
     request_timeout: Duration,
+    health_details: bool,
 }
 
 impl Application {
@@ -132,6 +132,7 @@ impl Application {
             addr,
             service,
             request_timeout: config::DEFAULT_REQUEST_TIMEOUT,
+            health_details: false,
         })
     }
 
@@ -140,6 +141,14 @@ impl Application {
     #[must_use]
     pub fn with_request_timeout(mut self, limit: Duration) -> Self {
         self.request_timeout = limit;
+        self
+    }
+
+    /// Show the full report at `GET /health` (default: status, latency and migration counts
+    /// only; see [`health`]).
+    #[must_use]
+    pub fn with_health_details(mut self, shown: bool) -> Self {
+        self.health_details = shown;
         self
     }
 
@@ -159,7 +168,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let router = build_router(self.service.clone(), self.request_timeout);
+        let router = build_router(
+            self.service.clone(),
+            self.request_timeout,
+            self.health_details,
+        );
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -260,7 +273,9 @@ pub async fn run(
         );
     }
     let app = match Application::bind(config.addr, service.clone()).await {
-        Ok(app) => app.with_request_timeout(config.request_timeout),
+        Ok(app) => app
+            .with_request_timeout(config.request_timeout)
+            .with_health_details(config.health_details),
         Err(source) => {
             let _ = service.close().await;
             return Err(StartError::Bind {

@@ -41,6 +41,8 @@ pub mod exit_code {
     pub const PENDING: u8 = 3;
     /// `status --json`: the database records migrations this build does not know.
     pub const UNKNOWN: u8 = 4;
+    /// `check`: the entities and the migrations differ (the differences are on stdout).
+    pub const DIFFERENT: u8 = 5;
 }
 
 /// The migrator's arguments.
@@ -63,6 +65,16 @@ pub struct Cli {
     /// SQLite file `data/db.sqlite`].
     #[arg(short = 'u', long, global = true)]
     pub database_url: Option<String>,
+
+    /// Server on which `check` and `autogenerate` create their scratch databases (PostgreSQL;
+    /// default: the server of the database URL).
+    #[arg(
+        long,
+        global = true,
+        env = "SHADOW_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub shadow_database_url: Option<String>,
 
     /// Seconds to wait for another migrator to finish (PostgreSQL advisory lock).
     #[arg(long, global = true, env = "MIGRATION_LOCK_TIMEOUT", default_value_t = runner::DEFAULT_LOCK_TIMEOUT.as_secs())]
@@ -95,6 +107,15 @@ pub enum Command {
         #[arg(long)]
         local_time: bool,
     },
+    /// Compare the entities with the migrations and write a migration for the difference
+    /// (`alembic revision --autogenerate`).
+    Autogenerate {
+        /// Name of the new migration, e.g. `add_user_bio`.
+        migration_name: String,
+    },
+    /// Exit 0 when the entities and the migrations agree, 5 with the list of differences
+    /// otherwise (`alembic check`).
+    Check,
     /// Drop every table, then apply all migrations (needs --force).
     Fresh {
         #[command(flatten)]
@@ -188,6 +209,9 @@ pub enum CliError {
     /// `generate` failed.
     #[error("cannot generate the migration: {0}")]
     Generate(String),
+    /// `check` or `autogenerate` could not compare.
+    #[error("cannot compare the entities with the migrations: {0}")]
+    Autogenerate(String),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -197,7 +221,7 @@ pub enum CliError {
 /// the outcome into an exit status (errors go to stderr, one line).
 #[must_use]
 pub fn main() -> ExitCode {
-    // `.env` first, so `DATABASE_URL` from it is seen by the argument parser.
+    // `.env` first, so `DATABASE_URL` (and `DATABASE_DIRECT_URL`) from it are seen.
     let dotenv = crate::database_url::load_dotenv();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
@@ -239,6 +263,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
+    if matches!(command, Command::Check | Command::Autogenerate { .. }) {
+        return runtime.block_on(model_first(&cli, &command));
+    }
     runtime.block_on(async {
         let db = connect(&cli).await?;
         let lock_timeout = Duration::from_secs(cli.lock_timeout);
@@ -250,21 +277,91 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
 
 /// The database to migrate: `-u`, else `DATABASE_DIRECT_URL` (the server itself, when
 /// `DATABASE_URL` points at a connection pooler: the migration lock needs a session of its
-/// own), else `DATABASE_URL`. (`sea-orm-cli migrate -u URL` passes its URL as `DATABASE_URL`.)
-fn database_url(cli: &Cli) -> Option<String> {
+/// own), else `DATABASE_URL`, else the embedded SQLite file. (`sea-orm-cli migrate -u URL`
+/// passes its URL as `DATABASE_URL`.) The one place the migrator resolves its URL.
+fn database_url(cli: &Cli) -> UrlSource {
     let env = |name| {
         std::env::var(name)
             .ok()
-            .filter(|url| !url.trim().is_empty())
+            .filter(|url: &String| !url.trim().is_empty())
     };
-    cli.database_url
-        .clone()
-        .or_else(|| env("DATABASE_DIRECT_URL"))
-        .or_else(|| env("DATABASE_URL"))
+    UrlSource::from_option(
+        cli.database_url
+            .clone()
+            .or_else(|| env("DATABASE_DIRECT_URL"))
+            .or_else(|| env("DATABASE_URL")),
+    )
+}
+
+/// `check` and `autogenerate`: compare on scratch databases of the URL's backend.
+async fn model_first(cli: &Cli, command: &Command) -> Result<u8, CliError> {
+    let url = database_url(cli).url();
+    let comparison = crate::autogen::compare::<Migrator>(&url, cli.shadow_database_url.as_deref())
+        .await
+        .map_err(CliError::Autogenerate)?;
+    let backend = match comparison.backend {
+        DbBackend::Postgres => "PostgreSQL",
+        _ => "SQLite",
+    };
+    match command {
+        Command::Autogenerate { migration_name } => {
+            if comparison.changes.is_empty() {
+                print_stdout(&format!(
+                    "The entities and the migrations agree ({backend}): nothing written. For a \
+                     data migration, `generate {migration_name}` writes an empty one.\n"
+                ));
+                return Ok(exit_code::OK);
+            }
+            let emitted = crate::autogen::emit::migration(
+                migration_name,
+                &comparison.changes,
+                &comparison.model,
+                comparison.backend,
+            )
+            .map_err(CliError::Autogenerate)?;
+            let path = crate::autogen::write(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+                migration_name,
+                &emitted.source,
+            )
+            .map_err(CliError::Generate)?;
+            let mut out = format!("Wrote {} (compared on {backend}):\n", path.display());
+            for line in &emitted.summary {
+                out.push_str(&format!("  {line}\n"));
+            }
+            if emitted.summary.iter().any(|l| l.starts_with("DESTRUCTIVE")) {
+                out.push_str(
+                    "Destructive steps are marked `REVIEW (destructive)` in the file: read them \
+                     before applying.\n",
+                );
+            }
+            out.push_str("Review the file, then `cargo migrate up`.\n");
+            print_stdout(&out);
+            Ok(exit_code::OK)
+        }
+        _ => {
+            if comparison.changes.is_empty() {
+                print_stdout(&format!(
+                    "The entities and the migrations agree ({backend}).\n"
+                ));
+                return Ok(exit_code::OK);
+            }
+            let mut out = format!(
+                "The entities and the migrations differ ({backend}), {} difference(s):\n",
+                comparison.changes.len()
+            );
+            for change in &comparison.changes {
+                out.push_str(&format!("  {change}\n"));
+            }
+            out.push_str("Write a migration for them with `cargo migrate autogenerate NAME`.\n");
+            print_stdout(&out);
+            Ok(exit_code::DIFFERENT)
+        }
+    }
 }
 
 async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
-    let source = UrlSource::from_option(database_url(cli));
+    let source = database_url(cli);
     let url = source.url();
     match &source {
         UrlSource::EmbeddedDefault(path) => {
@@ -383,7 +480,7 @@ async fn execute(
                 })?;
             print_stdout(&dump);
         }
-        Command::Generate { .. } => {}
+        Command::Generate { .. } | Command::Check | Command::Autogenerate { .. } => {}
     }
     Ok(exit_code::OK)
 }

@@ -6,7 +6,11 @@
 //!   `sea-orm-cli migrate up`. (`Migrator::up` itself takes no lock.)
 //! * [`timestamps`] gives any new table `created_at`/`updated_at` and the trigger that keeps
 //!   `updated_at` current, in one call.
+//! * [`alter`] changes an existing table on PostgreSQL and SQLite alike (rebuilding SQLite
+//!   tables where SQLite cannot alter in place); generated migrations use it.
 //! * [`data`] holds the data migrations' work as plain functions.
+//! * `autogen` (with the `cli` feature) compares the entities with the migrations: `cargo
+//!   migrate check` and `cargo migrate autogenerate NAME`.
 //! * [`status`] reads what is applied without writing anything.
 //!
 //! Every migration runs in a transaction on every backend (`use_transaction` returns
@@ -19,6 +23,9 @@
 
 pub use sea_orm_migration::prelude::*;
 
+pub mod alter;
+#[cfg(feature = "cli")]
+pub mod autogen;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod connect;

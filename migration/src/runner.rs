@@ -18,8 +18,11 @@
 //! that first re-reads what is pending. The immediate transaction takes SQLite's write lock at
 //! once, so concurrent migrators take turns migration by migration (waiting up to SQLite's busy
 //! timeout, 5 s) and skip what another one already applied; one that waits longer gives up
-//! with "database is locked", having changed nothing. (`fresh` runs as SeaORM's does: SQLite
-//! ignores `PRAGMA foreign_keys` inside a transaction.)
+//! with "database is locked", having changed nothing. The run uses one connection with
+//! foreign key enforcement off (SQLite ignores `PRAGMA foreign_keys` inside a transaction, and
+//! rebuilding a referenced table with it on would cascade deletes, see [`crate::alter`]); each
+//! step instead runs `PRAGMA foreign_key_check` before it commits and fails, changing nothing,
+//! if a row would point at a missing parent.
 //!
 //! Every migration runs in its own transaction (all migrations of this crate set
 //! `use_transaction`), so one that fails leaves neither schema changes nor a record behind, and
@@ -375,7 +378,11 @@ async fn step<T>(
         })
         .await
         .map_err(db_err("begin a migration step"))?;
-    match work(Session::Transaction(&transaction)).await {
+    let outcome = match work(Session::Transaction(&transaction)).await {
+        Ok(value) => foreign_key_violations(&transaction).await.map(|()| value),
+        Err(err) => Err(err),
+    };
+    match outcome {
         Ok(value) => {
             transaction
                 .commit()
@@ -398,11 +405,7 @@ async fn with_lock<T>(
     work: impl AsyncFnOnce(&Locked) -> Result<T, MigrateError>,
 ) -> Result<T, MigrateError> {
     if db.get_database_backend() != DbBackend::Postgres {
-        let locked = Locked {
-            session: db.clone(),
-            holder_pid: None,
-        };
-        return work(&locked).await;
+        return with_sqlite_session(db, work).await;
     }
     let session = dedicated_session(db).await?;
     let outcome = async {
@@ -420,6 +423,101 @@ async fn with_lock<T>(
     .await;
     let _ = session.close_by_ref().await;
     outcome
+}
+
+/// Runs `work` on one SQLite connection with foreign key enforcement off (restored after),
+/// so a migration can rebuild a table that others reference without cascading (see
+/// [`crate::alter`]); each step checks every foreign key before it commits instead. A pool of
+/// one connection (the migrator's, an in-memory database) is used as it is; a larger pool
+/// gets a dedicated connection for the run, since the setting is per connection.
+async fn with_sqlite_session<T>(
+    db: &DatabaseConnection,
+    work: impl AsyncFnOnce(&Locked) -> Result<T, MigrateError>,
+) -> Result<T, MigrateError> {
+    let pool = db.get_sqlite_connection_pool();
+    let dedicated = pool.options().get_max_connections() > 1;
+    let session = if dedicated {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(pool.options().get_acquire_timeout())
+            .connect_with((*pool.connect_options()).clone())
+            .await
+            .map_err(|e| MigrateError::Database {
+                operation: "open a connection for the migrations",
+                source: DbErr::Conn(sea_orm_migration::sea_orm::RuntimeErr::SqlxError(
+                    std::sync::Arc::new(e),
+                )),
+            })?;
+        sea_orm_migration::sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+    } else {
+        db.clone()
+    };
+    let enforced = session
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA foreign_keys",
+        ))
+        .await
+        .map_err(db_err("read the foreign key setting"))?
+        .and_then(|row| row.try_get_by_index::<i32>(0).ok())
+        == Some(1);
+    let set = |on: bool| {
+        Statement::from_string(
+            DbBackend::Sqlite,
+            format!("PRAGMA foreign_keys = {}", if on { "ON" } else { "OFF" }),
+        )
+    };
+    session
+        .execute_raw(set(false))
+        .await
+        .map_err(db_err("turn foreign key enforcement off for the run"))?;
+    let locked = Locked {
+        session: session.clone(),
+        holder_pid: None,
+    };
+    let outcome = work(&locked).await;
+    if enforced {
+        let _ = session.execute_raw(set(true)).await;
+    }
+    if dedicated {
+        let _ = session.close_by_ref().await;
+    }
+    outcome
+}
+
+/// Fails a SQLite step whose changes left a row pointing at a missing parent.
+async fn foreign_key_violations(transaction: &DatabaseTransaction) -> Result<(), MigrateError> {
+    let rows = transaction
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT \"table\", rowid, parent FROM pragma_foreign_key_check",
+        ))
+        .await
+        .map_err(db_err("check the foreign keys"))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = rows
+        .iter()
+        .take(10)
+        .map(|row| {
+            let table: String = row.try_get_by_index(0).unwrap_or_default();
+            let rowid: Option<i64> = row.try_get_by_index(1).unwrap_or_default();
+            let parent: String = row.try_get_by_index(2).unwrap_or_default();
+            format!("{table} row {} -> {parent}", rowid.unwrap_or_default())
+        })
+        .collect();
+    Err(MigrateError::Database {
+        operation: "commit the migration",
+        source: DbErr::Migration(format!(
+            "{} row(s) would violate foreign keys: {}",
+            rows.len(),
+            listed.join(", ")
+        )),
+    })
 }
 
 /// A pool of exactly one connection, never recycled, with the connect options and search path

@@ -1,8 +1,10 @@
-//! The schema as the database sees it, printed in a stable order: the snapshot the drift check
-//! compares with `migration/schema.txt`
-//! (the PostgreSQL one). `sea-orm-cli generate entity` sees tables and columns
-//! only; this also covers constraints, indexes, triggers, functions and enum types, so a
-//! migration that changes any of them without the snapshot being regenerated is caught.
+//! The schema as the database sees it, printed in a stable order: the snapshot
+//! `migration/schema.txt` keeps (the PostgreSQL one), and what the round-trip tests compare
+//! before `up` and after `down`. Entities see tables, columns and keys; this also covers
+//! constraints, indexes, triggers, functions and enum types, so a migration that changes any
+//! of them without the snapshot being regenerated is caught. Columns are listed by name, not
+//! position: a column dropped and added back (a `down`) comes back last, and nothing here
+//! reads rows by position.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
@@ -62,7 +64,7 @@ const POSTGRES: [(&str, &str); 7] = [
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') \
            AND a.attnum > 0 AND NOT a.attisdropped \
-         ORDER BY c.relname::text COLLATE \"C\", a.attnum",
+         ORDER BY c.relname::text COLLATE \"C\", a.attname::text COLLATE \"C\"",
     ),
     (
         "constraint",
@@ -98,8 +100,54 @@ const POSTGRES: [(&str, &str); 7] = [
     ),
 ];
 
-const SQLITE: [(&str, &str); 1] = [(
-    "",
-    "SELECT type || ' ' || name || ': ' || replace(replace(sql, char(10), ' '), '  ', ' ') \
-     FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY type, name",
-)];
+/// SQLite, read from the catalog's pragmas rather than the stored `CREATE TABLE` text: that
+/// text records how a table was last written (a table rebuilt by [`crate::alter`] is written
+/// differently from one created by its migration), the pragmas what it is. Index and trigger
+/// text is kept (they are created again from it).
+const SQLITE: [(&str, &str); 7] = [
+    (
+        "table",
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         ORDER BY name",
+    ),
+    (
+        "column",
+        "SELECT m.name || '.' || p.name || ' ' || p.type \
+             || CASE WHEN p.\"notnull\" THEN ' NOT NULL' ELSE '' END \
+             || CASE WHEN p.pk > 0 THEN ' PRIMARY KEY' || CASE WHEN upper(m.sql) \
+                  LIKE '%AUTOINCREMENT%' THEN ' AUTOINCREMENT' ELSE '' END ELSE '' END \
+             || COALESCE(' DEFAULT ' || p.dflt_value, '') \
+         FROM sqlite_master m, pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.name",
+    ),
+    (
+        "unique",
+        "SELECT m.name || ' (' || (SELECT group_concat(name, ', ') FROM \
+             (SELECT i.name FROM pragma_index_info(l.name) i ORDER BY i.seqno)) || ')' \
+         FROM sqlite_master m, pragma_index_list(m.name) l \
+         WHERE m.type = 'table' AND l.origin = 'u' ORDER BY 1",
+    ),
+    (
+        "foreign_key",
+        "SELECT m.name || ' (' || group_concat(f.\"from\", ', ') || ') REFERENCES ' \
+             || f.\"table\" || ' (' || group_concat(f.\"to\", ', ') || ') ON DELETE ' \
+             || f.on_delete || ' ON UPDATE ' || f.on_update \
+         FROM sqlite_master m, pragma_foreign_key_list(m.name) f \
+         WHERE m.type = 'table' GROUP BY m.name, f.id ORDER BY 1",
+    ),
+    (
+        "index",
+        "SELECT replace(replace(sql, char(10), ' '), '  ', ' ') FROM sqlite_master \
+         WHERE type = 'index' AND sql IS NOT NULL ORDER BY tbl_name, name",
+    ),
+    (
+        "trigger",
+        "SELECT replace(replace(sql, char(10), ' '), '  ', ' ') FROM sqlite_master \
+         WHERE type = 'trigger' ORDER BY tbl_name, name",
+    ),
+    (
+        "view",
+        "SELECT replace(replace(sql, char(10), ' '), '  ', ' ') FROM sqlite_master \
+         WHERE type = 'view' ORDER BY name",
+    ),
+];

@@ -356,6 +356,38 @@ async fn schema_prints_the_catalog_in_a_stable_order() {
 }
 
 #[tokio::test]
+async fn check_agrees_on_both_backends_and_leaves_no_scratch_database() {
+    let server = TestDatabase::empty(TestBackend::Postgres).await;
+    let pg = server.config().url.expose_secret();
+    for url in [pg.to_string(), "sqlite::memory:".to_owned()] {
+        let mut command = migrator(&["-u", &url, "check"]);
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{url}: {stdout}{}",
+            stderr(&output)
+        );
+        assert!(stdout.contains("agree"), "{stdout}");
+        let left = count(
+            &server,
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'migration_shadow_{pid}_%'"
+            ),
+        )
+        .await;
+        assert_eq!(left, 0, "the scratch databases of `check` are dropped");
+    }
+}
+
+#[tokio::test]
 async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
     let cluster = TestCluster::start();
     let admin = sea_orm::Database::connect(cluster.admin_url())

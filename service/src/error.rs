@@ -34,13 +34,28 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The database cannot be reached now (down, restarting, pool exhausted past the acquire
-    /// timeout). Retrying later may succeed.
+    /// The database cannot serve now: down, restarting, refusing connections, out of
+    /// connection slots or other resources, read-only, or the pool exhausted past the acquire
+    /// timeout. Retrying later may succeed; the service recovers by itself once the server
+    /// does. `docs/FAILURE_MODES.md` lists what the server says for each (by SQLSTATE).
     #[error("database unavailable while trying to {operation}: {reason}")]
     Unavailable {
         /// What was being done.
         operation: &'static str,
-        /// Why, e.g. "timed out waiting for a pooled connection".
+        /// Why, e.g. "timed out waiting for a pooled connection"; it may quote the server's
+        /// message (database and role names), so it is for logs, not for end users.
+        reason: String,
+    },
+    /// The server rolled the statement or transaction back because a concurrent transaction
+    /// conflicted with it (serialization failure `40001`, deadlock `40P01`). Nothing of it was
+    /// applied; running the *whole* transaction again may succeed (a statement run on the pool
+    /// is its own transaction). The repositories do not retry: only the caller knows where its
+    /// transaction began.
+    #[error("conflict with a concurrent transaction while trying to {operation}: {reason}")]
+    Contention {
+        /// What was being done.
+        operation: &'static str,
+        /// The server's message.
         reason: String,
     },
     /// The database could not be connected to at all, for a reason retrying will not fix
@@ -68,13 +83,19 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Sorts a database error raised while doing `operation`: a lost or unobtainable
-    /// connection becomes [`Error::Unavailable`], anything else [`Error::Database`].
+    /// Sorts a database error raised while doing `operation` by what the server (or the
+    /// connection to it) said: an outage becomes [`Error::Unavailable`], a conflict with a
+    /// concurrent transaction [`Error::Contention`], anything else [`Error::Database`].
     /// (Unique violations are mapped by the repositories, which know the field.)
+    ///
+    /// This is the one classification of a running service's database errors; the table is in
+    /// `docs/FAILURE_MODES.md`. (Start-up has its own, [`ConnectFailure`](crate::ConnectFailure),
+    /// which reports a wrong password or database name as the configuration error it is there.)
     #[must_use]
     pub fn from_db(operation: &'static str, err: DbErr) -> Self {
-        match unavailable_reason(&err) {
-            Some(reason) => Self::Unavailable { operation, reason },
+        match refusal(&err) {
+            Some(Refusal::Unavailable(reason)) => Self::Unavailable { operation, reason },
+            Some(Refusal::Contention(reason)) => Self::Contention { operation, reason },
             None => Self::Database {
                 operation,
                 source: err,
@@ -82,12 +103,20 @@ impl Error {
         }
     }
 
-    /// Whether the error means the database could not be reached (as opposed to a bad
-    /// request or a bug).
+    /// Whether the error means the database cannot serve now (as opposed to a bad request or a
+    /// bug): an outage, which clears by itself.
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
             || matches!(self, Self::Connect(e) if e.failure.is_transient())
+    }
+
+    /// Whether trying again later may succeed: an outage ([`is_unavailable`](Self::is_unavailable))
+    /// or a conflict with a concurrent transaction ([`Error::Contention`], retry the whole
+    /// transaction).
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        self.is_unavailable() || matches!(self, Self::Contention { .. })
     }
 }
 
@@ -96,13 +125,33 @@ pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
-fn unavailable_reason(err: &DbErr) -> Option<String> {
+/// Whether `err` is the server refusing a write because it is read-only (`25006`: a standby,
+/// or `default_transaction_read_only`). The session that got it keeps that state for its
+/// lifetime, so the pool should not hand it out again.
+pub(crate) fn is_read_only_refusal(err: &DbErr) -> bool {
+    server_error(err).is_some_and(|server| server.code == READ_ONLY_SQL_TRANSACTION)
+}
+
+/// SQLSTATE `read_only_sql_transaction`.
+const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+
+/// What a database error means for the caller, when it is not a plain error.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The database cannot serve now; the reason is for the log.
+    Unavailable(String),
+    /// A concurrent transaction won; the reason is the server's message.
+    Contention(String),
+}
+
+fn refusal(err: &DbErr) -> Option<Refusal> {
+    let unavailable = |reason: &str| Some(Refusal::Unavailable(reason.to_owned()));
     let sqlx_err = match err {
         DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => {
-            return Some("timed out waiting for a pooled connection".into());
+            return unavailable("timed out waiting for a pooled connection");
         }
         DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) => {
-            return Some("the connection pool is closed".into());
+            return unavailable("the connection pool is closed");
         }
         DbErr::Conn(RuntimeErr::SqlxError(e))
         | DbErr::Exec(RuntimeErr::SqlxError(e))
@@ -110,20 +159,198 @@ fn unavailable_reason(err: &DbErr) -> Option<String> {
         _ => return None,
     };
     match &**sqlx_err {
-        sqlx::Error::PoolTimedOut => Some("timed out waiting for a pooled connection".into()),
-        sqlx::Error::PoolClosed => Some("the connection pool is closed".into()),
-        sqlx::Error::Io(e) => Some(format!("connection lost ({})", e.kind())),
-        sqlx::Error::Tls(_) => Some("TLS failure on the connection".into()),
+        sqlx::Error::PoolTimedOut => unavailable("timed out waiting for a pooled connection"),
+        sqlx::Error::PoolClosed => unavailable("the connection pool is closed"),
+        sqlx::Error::Io(e) => Some(Refusal::Unavailable(format!(
+            "connection lost ({})",
+            e.kind()
+        ))),
+        sqlx::Error::Tls(_) => unavailable("TLS failure on the connection"),
         sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
-            Some("the connection broke".into())
+            unavailable("the connection broke")
         }
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
-            Some("57P01" | "57P02" | "57P03" | "53300") => {
-                Some(format!("the server ended the session ({})", db.message()))
-            }
-            _ => None,
-        },
+        sqlx::Error::Database(_) => server_error(err).and_then(|server| server.refusal()),
         _ => None,
+    }
+}
+
+/// An error response of the PostgreSQL server, reduced to what its classification needs.
+#[derive(Debug, Clone, Copy)]
+struct ServerError<'a> {
+    /// The SQLSTATE.
+    code: &'a str,
+    /// The primary message (may name databases and roles: for logs only).
+    message: &'a str,
+    /// Severity FATAL or PANIC: the server ends the session (every error while a session is
+    /// being opened is FATAL).
+    fatal: bool,
+    /// Raised while the pool opened a new connection (SeaORM reports those as `DbErr::Conn`).
+    opening: bool,
+}
+
+/// The PostgreSQL error response inside `err`, if that is what it is. (SQLite's errors carry
+/// no SQLSTATE; they are left as they are.)
+fn server_error(err: &DbErr) -> Option<ServerError<'_>> {
+    use sqlx::postgres::{PgDatabaseError, PgSeverity};
+    let (sqlx_err, opening) = match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e)) => (e, true),
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            (e, false)
+        }
+        _ => return None,
+    };
+    let sqlx::Error::Database(db) = &**sqlx_err else {
+        return None;
+    };
+    let pg = db.try_downcast_ref::<PgDatabaseError>()?;
+    Some(ServerError {
+        code: pg.code(),
+        message: pg.message(),
+        fatal: matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic),
+        opening,
+    })
+}
+
+impl ServerError<'_> {
+    /// The classification table of `docs/FAILURE_MODES.md`, by SQLSTATE (and class).
+    fn refusal(self) -> Option<Refusal> {
+        let Self {
+            code,
+            message,
+            fatal,
+            opening,
+        } = self;
+        // A session being opened fails with FATAL, whatever the cause.
+        let opening = opening || fatal;
+        let what = match code {
+            READ_ONLY_SQL_TRANSACTION => {
+                "the server is read-only (a standby after a failover, or \
+                 default_transaction_read_only): writes are refused"
+            }
+            // serialization_failure, deadlock_detected
+            "40001" | "40P01" => return Some(Refusal::Contention(format!("{code}: {message}"))),
+            // object_not_in_prerequisite_state: "database … is not currently accepting
+            // connections" (ALLOW_CONNECTIONS false). In a statement it is a bug.
+            "55000" if opening => "the database is not accepting connections",
+            // invalid_catalog_name: renamed or dropped under the running service.
+            "3D000" if opening => "the database does not exist (renamed or dropped?)",
+            // invalid_authorization_specification, invalid_password: the role or its password
+            // changed under the running service.
+            "28000" | "28P01" if opening => "the server rejected the credentials",
+            // connection_exception
+            _ if code.starts_with("08") => "the connection failed",
+            // insufficient_resources: too many connections, out of memory, disk full
+            _ if code.starts_with("53") => "the server is out of resources",
+            // admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped,
+            // idle_session_timeout
+            _ if code.starts_with("57P") => "the server ended or refused the session",
+            _ if fatal => "the server ended the session",
+            _ => return None,
+        };
+        Some(Refusal::Unavailable(format!("{what} ({code}: {message})")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(code: &str, fatal: bool, opening: bool) -> Option<Refusal> {
+        ServerError {
+            code,
+            message: "the server's message",
+            fatal,
+            opening,
+        }
+        .refusal()
+    }
+
+    fn is_unavailable(code: &str, fatal: bool, opening: bool) -> bool {
+        matches!(
+            classify(code, fatal, opening),
+            Some(Refusal::Unavailable(_))
+        )
+    }
+
+    #[test]
+    fn outages_are_unavailable_in_a_statement_and_when_opening() {
+        for code in [
+            "08000", "08003", "08006", "08001", "08004", "08P01", // connection_exception
+            "53000", "53100", "53200", "53300", "53400", // insufficient_resources
+            "57P01", "57P02", "57P03", "57P04", "57P05", // admin/crash shutdown, …
+            "25006", // read_only_sql_transaction
+        ] {
+            assert!(is_unavailable(code, false, false), "{code} in a statement");
+            assert!(is_unavailable(code, true, true), "{code} when opening");
+        }
+    }
+
+    #[test]
+    fn refusals_while_opening_a_connection_are_unavailable_but_bugs_in_a_statement() {
+        for code in ["55000", "3D000", "28000", "28P01"] {
+            assert!(is_unavailable(code, true, true), "{code} (FATAL, opening)");
+            assert!(is_unavailable(code, false, true), "{code} (DbErr::Conn)");
+            assert!(is_unavailable(code, true, false), "{code} (FATAL)");
+            assert_eq!(classify(code, false, false), None, "{code} in a statement");
+        }
+    }
+
+    #[test]
+    fn anything_fatal_is_unavailable_and_other_errors_stay_errors() {
+        assert!(is_unavailable("XX000", true, false));
+        for code in [
+            "23505", "42P01", "42601", "22001", "57014", "XX000", "55P03",
+        ] {
+            assert_eq!(classify(code, false, false), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn serialization_failures_and_deadlocks_are_contention() {
+        for code in ["40001", "40P01"] {
+            assert_eq!(
+                classify(code, false, false),
+                Some(Refusal::Contention(format!("{code}: the server's message")))
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_say_what_happened_and_quote_the_server() {
+        let Some(Refusal::Unavailable(reason)) = classify("25006", false, false) else {
+            panic!("25006 is unavailable");
+        };
+        assert!(reason.starts_with("the server is read-only"), "{reason}");
+        assert!(
+            reason.ends_with("(25006: the server's message)"),
+            "{reason}"
+        );
+        let Some(Refusal::Unavailable(reason)) = classify("55000", true, true) else {
+            panic!("55000 while opening is unavailable");
+        };
+        assert!(
+            reason.starts_with("the database is not accepting connections"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn pool_and_transport_failures_are_unavailable() {
+        let sqlx_err = |e: sqlx::Error| DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(e)));
+        for err in [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            sqlx_err(sqlx::Error::PoolTimedOut),
+            sqlx_err(sqlx::Error::PoolClosed),
+            sqlx_err(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())),
+            sqlx_err(sqlx::Error::Protocol("unexpected message".into())),
+        ] {
+            let mapped = Error::from_db("read a user", err);
+            assert!(mapped.is_unavailable(), "{mapped:?}");
+            assert!(mapped.is_retryable(), "{mapped:?}");
+        }
+        let other = Error::from_db("read a user", DbErr::Custom("a bug".into()));
+        assert!(matches!(other, Error::Database { .. }), "{other:?}");
+        assert!(!other.is_retryable());
     }
 }

@@ -236,7 +236,11 @@ pub async fn list<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) ->
 ///
 /// [`Error::NotFound`], [`Error::Validation`], [`Error::Conflict`] when the new email is
 /// taken, [`Error::Unavailable`] / [`Error::Database`].
-pub async fn update<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -> Result<User> {
+pub async fn update<C: ConnectionTrait + 'static>(
+    db: &C,
+    id: i32,
+    changes: UserChanges,
+) -> Result<User> {
     let email = changes.email.as_deref().map(normalize_email).transpose()?;
     if let Some(name) = &changes.name {
         validate_name(name)?;
@@ -265,7 +269,10 @@ pub async fn update<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -
     update
         .exec_with_returning(db)
         .await
-        .map_err(|err| write_error("update a user", err))?
+        .map_err(|err| {
+            routing::retire_sessions_if_read_only(db, &err);
+            write_error("update a user", err)
+        })?
         .into_iter()
         .next()
         .ok_or_else(|| not_found(id))
@@ -277,11 +284,14 @@ pub async fn update<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -
 ///
 /// [`Error::NotFound`] when there is no such user, [`Error::Unavailable`] /
 /// [`Error::Database`].
-pub async fn delete<C: ConnectionTrait>(db: &C, id: i32) -> Result<()> {
+pub async fn delete<C: ConnectionTrait + 'static>(db: &C, id: i32) -> Result<()> {
     let result = user::Entity::delete_by_id(id)
         .exec(db)
         .await
-        .map_err(|err| Error::from_db("delete a user", err))?;
+        .map_err(|err| {
+            routing::retire_sessions_if_read_only(db, &err);
+            Error::from_db("delete a user", err)
+        })?;
     if result.rows_affected == 0 {
         return Err(not_found(id));
     }

@@ -11,6 +11,7 @@ mod failures;
 mod health;
 mod migrations;
 mod poolers;
+mod refusals;
 mod replicas;
 mod service;
 mod sql;

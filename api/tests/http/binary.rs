@@ -22,6 +22,7 @@ const CLEARED: &[&str] = &[
     "API_ADDR",
     "API_MIGRATE",
     "API_REQUEST_TIMEOUT",
+    "API_HEALTH_DETAILS",
     "RUST_LOG",
     "DB_ECHO",
     "DB_MAX_CONNECTIONS",
@@ -36,13 +37,17 @@ const CLEARED: &[&str] = &[
     "DB_APPLICATION_NAME",
     "DB_STATEMENT_TIMEOUT",
     "DATABASE_SCHEMA",
+    "DATABASE_DIRECT_URL",
+    "DATABASE_REPLICA_URLS",
+    "DB_REPLICA_MAX_LAG",
+    "DB_REPLICA_PROBE_INTERVAL",
 ];
 
 /// A folder of its own to run the binary in (its `data/`, no `.env` above it).
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let path = std::env::temp_dir().join(format!(
             "api_test_{}_{}",
@@ -61,7 +66,7 @@ impl Drop for TempDir {
 }
 
 /// The binary, running, with its stderr collected line by line.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: Vec<String>,
@@ -86,7 +91,7 @@ fn command(cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
 }
 
 impl Running {
-    fn start(cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
         let mut child = command(cwd, args, vars).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (sender, lines) = mpsc::channel();
@@ -106,7 +111,7 @@ impl Running {
     }
 
     /// Waits (at most 30 s) for a log line containing `needle` and returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -126,13 +131,13 @@ impl Running {
     }
 
     /// The address from the "listening on http://…" line.
-    fn wait_until_listening(&mut self) -> SocketAddr {
+    pub(crate) fn wait_until_listening(&mut self) -> SocketAddr {
         let line = self.wait_for("listening on http://");
         let (_, addr) = line.split_once("listening on http://").unwrap();
         addr.trim().parse().unwrap()
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args(["-s", signal, &self.child.id().to_string()])
             .status()
@@ -141,7 +146,7 @@ impl Running {
     }
 
     /// Waits (at most 20 s) for the process to exit; returns its status and the whole log.
-    fn wait_for_exit(&mut self) -> (ExitStatus, String) {
+    pub(crate) fn wait_for_exit(&mut self) -> (ExitStatus, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -240,7 +245,11 @@ async fn without_database_url_it_serves_the_embedded_sqlite_file_migrated_only_w
     let http = client();
 
     // Not asked to migrate: the fresh file has no schema, /health says so.
-    let mut api = Running::start(&dir.0, &[], &[("API_ADDR", "127.0.0.1:0")]);
+    let mut api = Running::start(
+        &dir.0,
+        &[],
+        &[("API_ADDR", "127.0.0.1:0"), ("API_HEALTH_DETAILS", "true")],
+    );
     api.wait_for("DATABASE_URL is not set: using the embedded SQLite database");
     api.wait_for("migrations are pending");
     let addr = api.wait_until_listening();
@@ -252,7 +261,7 @@ async fn without_database_url_it_serves_the_embedded_sqlite_file_migrated_only_w
     let (status, report) = status_and_json(response).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
     assert_eq!(report["status"], "degraded");
-    assert_eq!(report["backend"], "sqlite");
+    assert_eq!(report["details"]["backend"], "sqlite");
     api.signal("INT");
     let (status, log) = api.wait_for_exit();
     assert!(status.success(), "{status}\n{log}");

@@ -1,18 +1,22 @@
-//! `GET /health`: 200 with the report when healthy, 503 with it when degraded or unhealthy; and
-//! 503 from the user routes once the pool is gone.
+//! `GET /health`: 200 when healthy, 503 when degraded or unhealthy; status, latency and
+//! migration counts for everyone, the full report only with `API_HEALTH_DETAILS`; and 503 from
+//! the user routes once the pool is gone.
 
 use reqwest::StatusCode;
 use sea_orm::ConnectionTrait;
-use serde_json::json;
+use serde_json::{Value, json};
 use service::testing::{TestBackend, TestDatabase};
 
 use crate::on_both_backends;
-use crate::support::{TestServer, assert_users_unavailable, id_of, status_and_json};
+use crate::support::{
+    TestServer, assert_retry_after, assert_users_unavailable, id_of, status_and_json,
+};
 
 on_both_backends!(
-    healthy_answers_200_with_the_report,
+    healthy_answers_200_with_status_latency_and_migration_counts_only,
+    with_details_the_full_report_is_shown,
     degraded_answers_503_with_the_report,
-    unhealthy_answers_503_and_the_user_routes_503_once_the_pool_is_closed,
+    unhealthy_answers_503_with_retry_after_and_the_user_routes_503_once_the_pool_is_closed,
 );
 
 fn backend_name(backend: TestBackend) -> &'static str {
@@ -22,27 +26,60 @@ fn backend_name(backend: TestBackend) -> &'static str {
     }
 }
 
-async fn healthy_answers_200_with_the_report(backend: TestBackend) {
+/// The names of the body's fields, sorted.
+fn fields(body: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = body
+        .as_object()
+        .unwrap_or_else(|| panic!("an object: {body}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+async fn healthy_answers_200_with_status_latency_and_migration_counts_only(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
     let server = TestServer::start(db.config()).await;
 
     let (status, report) = status_and_json(server.get("/health").await).await;
 
     assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(fields(&report), ["latency_ms", "migrations", "status"]);
     assert_eq!(report["status"], "healthy");
-    assert_eq!(report["backend"], backend_name(backend));
-    assert!(report["server_version"].is_string(), "{report}");
     assert!(report["latency_ms"].as_f64().unwrap() > 0.0);
-    assert!(report["migrations"]["applied"].as_u64().unwrap() >= 3);
-    assert_eq!(report["migrations"]["pending"], json!([]));
-    assert_eq!(report["migrations"]["unknown"], json!([]));
-    assert!(report["error"].is_null());
-    assert_eq!(report["pool"]["max"], db.config().max_connections);
+    assert_eq!(
+        report["migrations"],
+        json!({"applied": 3, "pending": 0, "unknown": 0})
+    );
+}
+
+async fn with_details_the_full_report_is_shown(backend: TestBackend) {
+    let db = TestDatabase::new(backend).await;
+    let server = TestServer::start_with_health_details(db.config()).await;
+
+    let (status, report) = status_and_json(server.get("/health").await).await;
+
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        fields(&report),
+        ["details", "latency_ms", "migrations", "status"]
+    );
+    let details = &report["details"];
+    assert_eq!(details["status"], "healthy");
+    assert_eq!(details["backend"], backend_name(backend));
+    assert!(details["server_version"].is_string(), "{report}");
+    assert!(details["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(details["migrations"]["applied"], 3);
+    assert_eq!(details["migrations"]["pending"], json!([]));
+    assert_eq!(details["migrations"]["unknown"], json!([]));
+    assert!(details["error"].is_null());
+    assert_eq!(details["pool"]["max"], db.config().max_connections);
 }
 
 async fn degraded_answers_503_with_the_report(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
-    let server = TestServer::start(db.config()).await;
+    let server = TestServer::start_with_health_details(db.config()).await;
     // A newer build migrated this database.
     db.connection()
         .execute_unprepared(
@@ -56,28 +93,40 @@ async fn degraded_answers_503_with_the_report(backend: TestBackend) {
 
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
     assert_eq!(report["status"], "degraded");
+    assert_eq!(report["migrations"]["unknown"], 1);
     assert_eq!(
-        report["migrations"]["unknown"],
+        report["details"]["migrations"]["unknown"],
         json!(["m20991231_000000_from_a_newer_build"])
     );
     // Degraded is not down: the user routes still work.
     server.create_user("ada@example.com", "Ada").await;
 }
 
-async fn unhealthy_answers_503_and_the_user_routes_503_once_the_pool_is_closed(
+async fn unhealthy_answers_503_with_retry_after_and_the_user_routes_503_once_the_pool_is_closed(
     backend: TestBackend,
 ) {
     let db = TestDatabase::new(backend).await;
     let server = TestServer::start(db.config()).await;
+    let detailed = TestServer::start_with_health_details(db.config()).await;
     let ada = server.create_user("ada@example.com", "Ada").await;
     server.service.close().await.unwrap();
+    detailed.service.close().await.unwrap();
 
-    let (status, report) = status_and_json(server.get("/health").await).await;
+    let response = server.get("/health").await;
+    assert_retry_after(&response);
+    let (status, report) = status_and_json(response).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
+    assert_eq!(fields(&report), ["latency_ms", "migrations", "status"]);
     assert_eq!(report["status"], "unhealthy");
     assert!(report["migrations"].is_null());
+
+    let (status, report) = status_and_json(detailed.get("/health").await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
     assert!(
-        report["error"].as_str().unwrap().contains("pool is closed"),
+        report["details"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("pool is closed"),
         "{report}"
     );
 

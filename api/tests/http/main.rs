@@ -8,6 +8,7 @@
 mod binary;
 mod health;
 mod outage;
+mod refusals;
 mod shutdown;
 mod support;
 mod users;

@@ -47,7 +47,7 @@ async fn wait_until_healthy(server: &TestServer) {
 async fn the_database_going_away_answers_503_and_the_server_recovers_when_it_is_back() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
     let proxy = FaultProxy::start(db.config()).await;
-    let server = TestServer::start(&proxied(&db, &proxy)).await;
+    let server = TestServer::start_with_health_details(&proxied(&db, &proxy)).await;
     let ada = server.create_user("ada@example.com", "Ada").await;
     let (status, _, _) = timed_health(&server).await;
     assert_eq!(status, StatusCode::OK);
@@ -61,7 +61,7 @@ async fn the_database_going_away_answers_503_and_the_server_recovers_when_it_is_
         elapsed < HEALTH_TIMEOUT + Duration::from_millis(400),
         "{elapsed:?}"
     );
-    let error = report["error"].as_str().unwrap();
+    let error = report["details"]["error"].as_str().unwrap();
     assert!(!error.contains("postgres://"), "{error}");
     assert_users_unavailable(&server, id_of(&ada)).await;
     // Still down on a second look (the pool does not pretend).
@@ -86,7 +86,7 @@ async fn the_database_going_away_answers_503_and_the_server_recovers_when_it_is_
 async fn health_answers_503_within_the_timeout_while_the_database_hangs() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
     let proxy = FaultProxy::start(db.config()).await;
-    let server = TestServer::start(&proxied(&db, &proxy)).await;
+    let server = TestServer::start_with_health_details(&proxied(&db, &proxy)).await;
     let (status, _, _) = timed_health(&server).await;
     assert_eq!(status, StatusCode::OK);
 
@@ -96,7 +96,7 @@ async fn health_answers_503_within_the_timeout_while_the_database_hangs() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
     assert_eq!(report["status"], "unhealthy");
     assert!(
-        report["error"]
+        report["details"]["error"]
             .as_str()
             .unwrap()
             .contains("no answer within the health timeout (500 ms)"),

@@ -25,18 +25,28 @@ pub struct TestServer {
 impl TestServer {
     /// Connects a new pool with `config` and serves it on `127.0.0.1:0`.
     pub async fn start(config: &DatabaseConfig) -> Self {
-        Self::start_with_request_timeout(config, api::config::DEFAULT_REQUEST_TIMEOUT).await
+        Self::start_with(config, api::config::DEFAULT_REQUEST_TIMEOUT, false).await
     }
 
     /// Like [`start`](Self::start), answering 503 to requests slower than `limit`.
     pub async fn start_with_request_timeout(config: &DatabaseConfig, limit: Duration) -> Self {
+        Self::start_with(config, limit, false).await
+    }
+
+    /// Like [`start`](Self::start), with the full report at `GET /health`.
+    pub async fn start_with_health_details(config: &DatabaseConfig) -> Self {
+        Self::start_with(config, api::config::DEFAULT_REQUEST_TIMEOUT, true).await
+    }
+
+    async fn start_with(config: &DatabaseConfig, limit: Duration, health_details: bool) -> Self {
         let service = DatabaseService::connect(config)
             .await
             .expect("the server connects to the test database");
         let app = Application::bind("127.0.0.1:0".parse().unwrap(), service.clone())
             .await
             .expect("a free loopback port")
-            .with_request_timeout(limit);
+            .with_request_timeout(limit)
+            .with_health_details(health_details);
         let addr = app.local_addr();
         assert_ne!(addr.port(), 0);
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -211,29 +221,48 @@ pub fn id_of(user: &Value) -> i64 {
         .unwrap_or_else(|| panic!("no id: {user}"))
 }
 
-/// Every user route answers 503 with exactly the generic body: nothing of the cause (no
-/// address, no driver text) leaks out.
+/// Every user route answers 503 with `Retry-After: 1` and exactly the generic body: nothing of
+/// the cause (no address, no driver text) leaks out.
 pub async fn assert_users_unavailable(server: &TestServer, id: i64) {
-    let path = format!("/users/{id}");
-    for response in [
-        server.get(&path).await,
-        server.get("/users?limit=10").await,
-        server
-            .post(
-                "/users",
-                &json!({"email": "grace@example.com", "name": "Grace"}),
-            )
-            .await,
-        server.patch(&path, &json!({"name": "Ada L."})).await,
-        server.delete(&path).await,
+    assert_users_unavailable_at(&server.client, &server.url(""), id).await;
+}
+
+/// [`assert_users_unavailable`] for the API at `base` (`http://host:port`).
+pub async fn assert_users_unavailable_at(client: &reqwest::Client, base: &str, id: i64) {
+    let path = format!("{base}/users/{id}");
+    let grace = json!({"email": "grace@example.com", "name": "Grace"});
+    for request in [
+        client.get(&path),
+        client.get(format!("{base}/users?limit=10")),
+        client.post(format!("{base}/users")).json(&grace),
+        client.patch(&path).json(&json!({"name": "Ada L."})),
+        client.delete(&path),
     ] {
-        let body = assert_error(
-            response,
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            api::error::UNAVAILABLE_MESSAGE,
-        )
-        .await;
-        assert_eq!(body, json!({"error": api::error::UNAVAILABLE_MESSAGE}));
+        assert_unavailable(request.send().await.unwrap()).await;
     }
+}
+
+/// A 503 with `Retry-After: 1` and exactly the generic body.
+pub async fn assert_unavailable(response: Response) {
+    assert_retry_after(&response);
+    let body = assert_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        api::error::UNAVAILABLE_MESSAGE,
+    )
+    .await;
+    assert_eq!(body, json!({"error": api::error::UNAVAILABLE_MESSAGE}));
+}
+
+/// The response says when to come back: `Retry-After: 1`.
+pub fn assert_retry_after(response: &Response) {
+    let retry_after = response.headers().get(reqwest::header::RETRY_AFTER);
+    assert_eq!(
+        retry_after.map(|v| v.to_str().unwrap()),
+        Some("1"),
+        "{} {}",
+        response.status(),
+        response.url()
+    );
 }

@@ -30,6 +30,8 @@ use sea_orm::{
 };
 use sea_query_sqlx::SqlxValues;
 
+use crate::error::is_read_only_refusal;
+
 pub(crate) use cached::CachedSql;
 pub use reader::Reader;
 pub use replicas::{InvalidWalPosition, WalPosition};
@@ -182,10 +184,40 @@ async fn fetch_optional_on(
     values: Vec<Value>,
 ) -> Result<Option<sqlx::postgres::PgRow>, DbErr> {
     let mut conn = pool.acquire().await.map_err(query_error)?;
-    sqlx::query_with(sql, SqlxValues(Values(values)))
+    let result = sqlx::query_with(sql, SqlxValues(Values(values)))
         .fetch_optional(&mut *conn)
         .await
-        .map_err(query_error)
+        .map_err(query_error);
+    if result.as_ref().is_err_and(is_read_only_refusal) {
+        conn.close_on_drop();
+        retire_idle_sessions(pool);
+    }
+    result
+}
+
+/// After the server refused a write as read-only (`25006`): closes the pool's idle sessions, so
+/// that the next statements run on new ones. A session keeps the read-only state it started
+/// with (`default_transaction_read_only` set on the database or role, a standby behind the
+/// address after a failover), so without this, writes would keep failing on it after the
+/// server or database is writable again, until `DB_MAX_LIFETIME` retires it.
+fn retire_idle_sessions(pool: &sqlx::PgPool) {
+    for _ in 0..pool.num_idle() {
+        match pool.try_acquire() {
+            Some(mut conn) => conn.close_on_drop(),
+            None => break,
+        }
+    }
+}
+
+/// [`retire_idle_sessions`] of the primary, for a write that SeaORM ran on `db` and that the
+/// server refused as read-only. (The session that refused went back to the pool before the
+/// error came back: the next refusal on it retires it.)
+pub(crate) fn retire_sessions_if_read_only<C: ConnectionTrait + 'static>(db: &C, err: &DbErr) {
+    if is_read_only_refusal(err)
+        && let Some(pool) = postgres_pool(db)
+    {
+        retire_idle_sessions(pool);
+    }
 }
 
 /// A sqlx error as SeaORM reports a failed query, so the usual error mapping applies.

@@ -14,6 +14,9 @@
 //!   [`TestPgBouncer`] — a connection pooler in front of one, for tests of replicas and poolers.
 //! * [`FaultProxy`] — a TCP proxy that makes the PostgreSQL server refuse, hang or come back,
 //!   for tests of outages.
+//! * [`AdminSession`] — a superuser session that does to a test's own database or role what a
+//!   DBA does: refuse connections, terminate sessions, rename, make read-only, limit
+//!   connections.
 //!
 //! Where PostgreSQL comes from (decided once per test binary): `TEST_DATABASE_URL` (an admin
 //! URL; the server's `postgres` database is a good choice) when set; otherwise a server on
@@ -37,6 +40,7 @@
 //! }
 //! ```
 
+mod admin;
 mod cluster;
 mod pgbouncer;
 mod postgres;
@@ -53,6 +57,7 @@ use sea_orm::DatabaseConnection;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::database::DatabaseService;
 
+pub use admin::AdminSession;
 pub use cluster::TestCluster;
 pub use pgbouncer::{PoolMode, TestPgBouncer};
 pub use proxy::FaultProxy;

@@ -1,0 +1,275 @@
+//! The model: what the entities of the `entity` crate say the schema is.
+//!
+//! Each entity becomes SeaORM's own statements for it (`Schema::create_table_from_entity`,
+//! `create_index_from_entity`); those are created in an empty scratch database, whose
+//! catalog is then compared with the migrated one. A table with `created_at` and `updated_at`
+//! (timestamp with time zone) is created through [`crate::timestamps::create_table`], as a
+//! migration would create it, so it gets the same defaults and trigger.
+//! (`SchemaBuilder::sync` is never used: on SQLite it dropped an index it did not know.)
+
+use std::collections::BTreeMap;
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DbBackend, EntityTrait, Schema};
+
+include!(concat!(env!("OUT_DIR"), "/entities.rs"));
+
+/// The columns [`crate::timestamps::create_table`] adds.
+pub const TIMESTAMP_COLUMNS: [&str; 2] = ["created_at", "updated_at"];
+
+/// One entity's statements, for one backend.
+#[derive(Debug, Clone)]
+pub struct EntityModel {
+    build: fn(DbBackend) -> (TableCreateStatement, Vec<IndexCreateStatement>),
+}
+
+impl EntityModel {
+    /// The model of entity `E`.
+    pub fn of<E: EntityTrait + Default>(_entity: E) -> Self {
+        Self {
+            build: |backend| {
+                let schema = Schema::new(backend);
+                (
+                    schema.create_table_from_entity(E::default()),
+                    schema.create_index_from_entity(E::default()),
+                )
+            },
+        }
+    }
+}
+
+/// A table of the model, ready to create or to write into a migration.
+#[derive(Debug, Clone)]
+pub struct ModelTable {
+    /// Its name.
+    pub name: String,
+    /// Its columns without `renamed_from` notes, and without `created_at`/`updated_at` when
+    /// [`Self::timestamps`] (those come from the helper).
+    pub columns: Vec<ColumnDef>,
+    /// Its foreign keys.
+    pub foreign_keys: Vec<ForeignKeyCreateStatement>,
+    /// Its indexes.
+    pub indexes: Vec<IndexCreateStatement>,
+    /// Created through `timestamps::create_table`.
+    pub timestamps: bool,
+    /// Column renames declared with `renamed_from`: new name → old name.
+    pub renamed_from: BTreeMap<String, String>,
+}
+
+impl ModelTable {
+    /// The column named `name`, if the entity declares it (the timestamps included).
+    #[must_use]
+    pub fn column(&self, name: &str) -> Option<&ColumnDef> {
+        self.columns.iter().find(|c| c.get_column_name() == name)
+    }
+}
+
+/// Every entity's table, parents before the tables that reference them.
+///
+/// # Errors
+///
+/// An entity without a plain table name, or foreign keys that form a cycle.
+pub fn tables(backend: DbBackend) -> Result<Vec<ModelTable>, String> {
+    let mut tables = Vec::new();
+    for entity in entities() {
+        let (create, indexes) = (entity.build)(backend);
+        tables.push(model_table(&create, indexes)?);
+    }
+    order_by_dependency(tables)
+}
+
+fn model_table(
+    create: &TableCreateStatement,
+    indexes: Vec<IndexCreateStatement>,
+) -> Result<ModelTable, String> {
+    let name = match create.get_table_name() {
+        Some(TableRef::Table(TableName(_, name), _)) => name.to_string(),
+        _ => return Err("an entity has no plain table name".into()),
+    };
+    let timestamps = TIMESTAMP_COLUMNS.iter().all(|t| {
+        create.get_columns().iter().any(|c| {
+            c.get_column_name() == *t
+                && matches!(c.get_column_type(), Some(ColumnType::TimestampWithTimeZone))
+        })
+    });
+    let mut renamed_from = BTreeMap::new();
+    let mut columns = Vec::new();
+    for column in create.get_columns() {
+        let column_name = column.get_column_name();
+        if timestamps && TIMESTAMP_COLUMNS.contains(&column_name.as_str()) {
+            continue;
+        }
+        let spec = column.get_column_spec();
+        if let Some(old) = spec
+            .comment
+            .as_deref()
+            .and_then(|c| c.rsplit_once("renamed_from \""))
+            .and_then(|(_, rest)| rest.strip_suffix('"'))
+        {
+            renamed_from.insert(column_name.clone(), old.to_owned());
+        }
+        columns.push(without_comment(column));
+    }
+    Ok(ModelTable {
+        name,
+        columns,
+        foreign_keys: create.get_foreign_key_create_stmts().clone(),
+        indexes,
+        timestamps,
+        renamed_from,
+    })
+}
+
+/// The column with everything the comparison looks at, and no comment (SeaORM keeps
+/// `renamed_from` in the comment).
+fn without_comment(column: &ColumnDef) -> ColumnDef {
+    let name = Alias::new(column.get_column_name());
+    let mut out = match column.get_column_type() {
+        Some(t) => ColumnDef::new_with_type(name, t.clone()),
+        None => ColumnDef::new(name),
+    };
+    let spec = column.get_column_spec();
+    match spec.nullable {
+        Some(false) => {
+            out.not_null();
+        }
+        Some(true) => {
+            out.null();
+        }
+        None => {}
+    }
+    if let Some(default) = &spec.default {
+        out.default(default.clone());
+    }
+    if spec.unique {
+        out.unique_key();
+    }
+    if spec.primary_key {
+        out.primary_key();
+    }
+    if spec.auto_increment {
+        out.auto_increment();
+    }
+    out
+}
+
+fn references(table: &ModelTable) -> Vec<String> {
+    table
+        .foreign_keys
+        .iter()
+        .filter_map(|fk| match fk.get_foreign_key().get_ref_table() {
+            Some(TableRef::Table(TableName(_, name), _)) => Some(name.to_string()),
+            _ => None,
+        })
+        .filter(|parent| *parent != table.name)
+        .collect()
+}
+
+fn order_by_dependency(mut pending: Vec<ModelTable>) -> Result<Vec<ModelTable>, String> {
+    pending.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut ordered: Vec<ModelTable> = Vec::new();
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|t| {
+            references(t).iter().all(|parent| {
+                ordered.iter().any(|o| &o.name == parent)
+                    || !pending.iter().any(|p| &p.name == parent)
+            })
+        });
+        match ready {
+            Some(i) => ordered.push(pending.remove(i)),
+            None => {
+                return Err(format!(
+                    "the foreign keys of {} form a cycle; create one of them in a migration by \
+                     hand",
+                    pending
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    Ok(ordered)
+}
+
+/// Creates the model's tables and indexes in the empty database of `manager`.
+///
+/// # Errors
+///
+/// Any database error, naming the table.
+pub async fn create(manager: &SchemaManager<'_>, tables: &[ModelTable]) -> Result<(), DbErr> {
+    for table in tables {
+        let mut create = Table::create();
+        create.table(Alias::new(table.name.clone()));
+        for column in &table.columns {
+            create.col(column.clone());
+        }
+        for fk in &table.foreign_keys {
+            create.foreign_key(&mut fk.clone());
+        }
+        let created = if table.timestamps {
+            crate::timestamps::create_table(manager, create).await
+        } else {
+            manager.create_table(create).await
+        };
+        created.map_err(|e| DbErr::Migration(format!("entity {}: {e}", table.name)))?;
+        for index in &table.indexes {
+            manager
+                .create_index(index.clone())
+                .await
+                .map_err(|e| DbErr::Migration(format!("entity {}: {e}", table.name)))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_entity_is_a_timestamped_table_with_a_unique_email() {
+        let tables = tables(DbBackend::Postgres).unwrap();
+        let user = tables.iter().find(|t| t.name == "user").unwrap();
+        assert!(user.timestamps);
+        assert!(user.column("created_at").is_none(), "left to the helper");
+        let email = user.column("email").unwrap();
+        assert!(email.get_column_spec().unique);
+        assert_eq!(
+            email.get_column_type(),
+            Some(&ColumnType::String(StringLen::N(255)))
+        );
+    }
+
+    #[test]
+    fn parents_come_before_the_tables_that_reference_them() {
+        let table = |name: &str, parent: Option<&str>| ModelTable {
+            name: name.into(),
+            columns: Vec::new(),
+            foreign_keys: parent
+                .map(|p| {
+                    vec![
+                        ForeignKey::create()
+                            .from(Alias::new(name), Alias::new("p_id"))
+                            .to(Alias::new(p), Alias::new("id"))
+                            .to_owned(),
+                    ]
+                })
+                .unwrap_or_default(),
+            indexes: Vec::new(),
+            timestamps: false,
+            renamed_from: BTreeMap::new(),
+        };
+        let ordered = order_by_dependency(vec![
+            table("a", Some("b")),
+            table("b", Some("c")),
+            table("c", None),
+        ])
+        .unwrap();
+        let names: Vec<_> = ordered.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["c", "b", "a"]);
+        let cycle = order_by_dependency(vec![table("a", Some("b")), table("b", Some("a"))]);
+        assert!(cycle.unwrap_err().contains("cycle"));
+    }
+}
