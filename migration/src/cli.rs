@@ -63,14 +63,9 @@ pub struct Cli {
     #[arg(short = 's', long, global = true, env = "DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
 
-    /// Database URL; unset means the embedded SQLite file `data/db.sqlite`.
-    #[arg(
-        short = 'u',
-        long,
-        global = true,
-        env = "DATABASE_URL",
-        hide_env_values = true
-    )]
+    /// Database URL [default: `DATABASE_DIRECT_URL`, else `DATABASE_URL`, else the embedded
+    /// SQLite file `data/db.sqlite`].
+    #[arg(short = 'u', long, global = true)]
     pub database_url: Option<String>,
 
     /// Server on which `check` and `autogenerate` create their scratch databases (PostgreSQL;
@@ -231,7 +226,7 @@ pub enum CliError {
 /// the outcome into an exit status (errors go to stderr, one line).
 #[must_use]
 pub fn main() -> ExitCode {
-    // `.env` first, so `DATABASE_URL` from it is seen by the argument parser.
+    // `.env` first, so `DATABASE_URL` (and `DATABASE_DIRECT_URL`) from it are seen.
     let dotenv = crate::database_url::load_dotenv();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
@@ -287,10 +282,22 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     })
 }
 
-/// Where the database is: `-u`/`DATABASE_URL`, else the embedded SQLite file. The one place
-/// the migrator resolves its URL.
+/// The database to migrate: `-u`, else `DATABASE_DIRECT_URL` (the server itself, when
+/// `DATABASE_URL` points at a connection pooler: the migration lock needs a session of its
+/// own), else `DATABASE_URL`, else the embedded SQLite file. (`sea-orm-cli migrate -u URL`
+/// passes its URL as `DATABASE_URL`.) The one place the migrator resolves its URL.
 fn database_url(cli: &Cli) -> UrlSource {
-    UrlSource::from_option(cli.database_url.clone())
+    let env = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|url: &String| !url.trim().is_empty())
+    };
+    UrlSource::from_option(
+        cli.database_url
+            .clone()
+            .or_else(|| env("DATABASE_DIRECT_URL"))
+            .or_else(|| env("DATABASE_URL")),
+    )
 }
 
 /// `check` and `autogenerate`: compare on scratch databases of the URL's backend.

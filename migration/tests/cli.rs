@@ -5,13 +5,14 @@
 use std::process::{Command, Output, Stdio};
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use service::testing::{TestBackend, TestCluster, TestDatabase};
+use service::testing::{PoolMode, TestBackend, TestCluster, TestDatabase, TestPgBouncer};
 
 fn migrator(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_migration"));
     command
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_DIRECT_URL")
         .env_remove("DATABASE_SCHEMA")
         .env_remove("MIGRATION_LOCK_TIMEOUT")
         .env_remove("MIGRATION_FORCE")
@@ -451,4 +452,49 @@ async fn a_database_migrated_before_checksums_keeps_working_and_gets_them_on_the
         3,
         "the applied migration got its baseline and the new ones theirs"
     );
+}
+
+#[tokio::test]
+async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
+    let cluster = TestCluster::start();
+    let admin = sea_orm::Database::connect(cluster.admin_url())
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared("CREATE DATABASE app")
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let bouncer = TestPgBouncer::start(cluster.port(), PoolMode::Transaction, 2);
+
+    let refused = migrator(&["up"])
+        .env("DATABASE_URL", bouncer.url("app"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    assert!(message.contains("transaction mode"), "{message}");
+    assert!(message.contains("DATABASE_DIRECT_URL"), "{message}");
+
+    let applied = migrator(&["up"])
+        .env("DATABASE_URL", bouncer.url("app"))
+        .env("DATABASE_DIRECT_URL", cluster.url("app"))
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let direct = sea_orm::Database::connect(cluster.url("app"))
+        .await
+        .unwrap();
+    let applied: i64 = direct
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    let known = <migration::Migrator as migration::MigratorTrait>::migrations().len();
+    assert_eq!(applied, i64::try_from(known).unwrap());
 }

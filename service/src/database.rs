@@ -519,6 +519,9 @@ impl SessionSetup {
     }
 }
 
+/// How long a read waits for a replica's connection before it goes to the primary instead.
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The replicas' pools (connecting lazily, so one that is down fails nothing here) and their
 /// probes; `None` without replicas.
 async fn open_replicas(
@@ -534,6 +537,8 @@ async fn open_replicas(
         replica.url = url.clone();
         let mut options = connect_options(&replica, Role::Replica);
         options
+            // A read that cannot get a replica connection soon goes to the primary instead.
+            .acquire_timeout(config.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT))
             .connect_lazy(true)
             .map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None));
         let conn = Database::connect(options)

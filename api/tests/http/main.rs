@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod binary;
+mod chaos;
 mod health;
 mod outage;
 mod refusals;

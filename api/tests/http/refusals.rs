@@ -126,12 +126,21 @@ async fn a_role_over_its_connection_limit_answers_503_until_the_limit_is_raised(
     let migrator = service::DatabaseService::connect(&config).await.unwrap();
     migrator.apply_migrations().await.unwrap();
     migrator.close().await.unwrap();
-    admin.set_connection_limit("app", Some(2)).await;
     let server = TestServer::start(&config).await;
     let ada = server.create_user("ada@example.com", "Ada").await;
-    // Two sessions busy: the role is at its limit, so the pool must grow for the next request.
+    // Both sessions of the pool busy, and the role limited to them: the pool must grow for the
+    // next request, and the server refuses.
     let first = server.service.connection().begin().await.unwrap();
     let second = server.service.connection().begin().await.unwrap();
+    admin.set_connection_limit("app", Some(2)).await;
+    // An idle session the pool opened besides (a checkout while another returned) goes too.
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+             WHERE usename = 'app' AND state = 'idle'",
+        )
+        .await;
+    admin.wait_for_sessions_of("app", 2).await;
 
     assert_users_unavailable(&server, id_of(&ada)).await;
 

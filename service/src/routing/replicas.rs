@@ -282,6 +282,12 @@ impl Replica {
         self.conn.get_postgres_connection_pool()
     }
 
+    /// Whether reads may go to it now (a reader made earlier checks again before each
+    /// query, so it skips a replica that has failed since).
+    pub(crate) fn in_rotation(&self) -> bool {
+        self.in_rotation.load(Ordering::Relaxed)
+    }
+
     /// A read on this replica failed: when the replica could not be reached, it leaves
     /// rotation until the next probe finds it well.
     pub(crate) fn read_failed(&self, err: &DbErr) {

@@ -183,6 +183,31 @@ impl AdminSession {
         .await;
     }
 
+    /// Waits (at most 10 s) until role `role` has at most `at_most` sessions: closed sessions
+    /// count against a `CONNECTION LIMIT` until their server process has exited.
+    ///
+    /// # Panics
+    ///
+    /// When there are still more after 10 s.
+    pub async fn wait_for_sessions_of(&self, role: &str, at_most: i64) {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = {}",
+            literal(role)
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let sessions = self.count(&sql).await;
+            if sessions <= at_most {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "role {role} still has {sessions} sessions"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The session, for statements of the test's own.
     #[must_use]
     pub fn connection(&self) -> &DatabaseConnection {

@@ -10,6 +10,8 @@
 //!   code under test "commits" (a nested `begin()` on it is a savepoint).
 //! * [`TestCluster`] — a PostgreSQL cluster of a test's own (stop, restart, password
 //!   authentication) without touching the shared server.
+//! * [`TestCluster::start_standby_of`] — a streaming replica of such a cluster, and
+//!   [`TestPgBouncer`] — a connection pooler in front of one, for tests of replicas and poolers.
 //! * [`FaultProxy`] — a TCP proxy that makes the PostgreSQL server refuse, hang or come back,
 //!   for tests of outages.
 //! * [`AdminSession`] — a superuser session that does to a test's own database or role what a
@@ -40,6 +42,7 @@
 
 mod admin;
 mod cluster;
+mod pgbouncer;
 mod postgres;
 mod proxy;
 mod transaction;
@@ -56,6 +59,7 @@ use crate::database::DatabaseService;
 
 pub use admin::AdminSession;
 pub use cluster::TestCluster;
+pub use pgbouncer::{PoolMode, TestPgBouncer};
 pub use proxy::FaultProxy;
 pub use transaction::TestTransaction;
 
