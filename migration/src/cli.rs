@@ -43,6 +43,8 @@ pub mod exit_code {
     pub const UNKNOWN: u8 = 4;
     /// `check`: the entities and the migrations differ (the differences are on stdout).
     pub const DIFFERENT: u8 = 5;
+    /// `status --json`: an applied migration's source changed since it was applied.
+    pub const CHANGED: u8 = 6;
 }
 
 /// The migrator's arguments.
@@ -140,6 +142,9 @@ pub enum Command {
     },
     /// Apply pending migrations.
     Up {
+        /// Go on although an applied migration's source changed since it was applied.
+        #[arg(long, env = "MIGRATION_ALLOW_CHANGED", value_parser = clap::builder::FalseyValueParser::new())]
+        allow_changed: bool,
         /// Apply only the next N pending migrations.
         #[arg(short = 'n', long, conflicts_with = "to")]
         num: Option<u32>,
@@ -246,6 +251,8 @@ pub fn main() -> ExitCode {
 /// A [`CliError`] naming what failed.
 pub fn run(cli: Cli) -> Result<u8, CliError> {
     let command = cli.command.clone().unwrap_or(Command::Up {
+        allow_changed: std::env::var("MIGRATION_ALLOW_CHANGED")
+            .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false" | "no" | "off")),
         num: None,
         to: None,
     });
@@ -408,13 +415,22 @@ async fn execute(
 ) -> Result<u8, CliError> {
     let failed = |command: &'static str| move |source| CliError::Migrate { command, source };
     match command {
-        Command::Up { num, to } => {
+        Command::Up {
+            num,
+            to,
+            allow_changed,
+        } => {
             let target = match (num, to) {
                 (_, Some(version)) => UpTo::Version(version.clone()),
                 (Some(n), None) => UpTo::Steps(*n),
                 (None, None) => UpTo::Latest,
             };
-            runner::up::<Migrator>(db, target, lock_timeout)
+            let changed = if *allow_changed {
+                runner::Changed::Allow
+            } else {
+                runner::Changed::Refuse
+            };
+            runner::up_with::<Migrator>(db, target, lock_timeout, changed)
                 .await
                 .map_err(failed("up"))?;
         }
@@ -460,6 +476,8 @@ async fn execute(
                 print_stdout(&status_json(&status));
                 return Ok(if !status.unknown.is_empty() {
                     exit_code::UNKNOWN
+                } else if !status.changed.is_empty() {
+                    exit_code::CHANGED
                 } else if !status.pending.is_empty() {
                     exit_code::PENDING
                 } else {
@@ -586,7 +604,15 @@ async fn tables(db: &DatabaseConnection) -> Result<Vec<String>, sea_orm_migratio
 fn status_text(status: &MigrationStatus) -> String {
     let mut out = String::new();
     for applied in &status.applied {
-        out.push_str(&format!("applied  {}\n", applied.version));
+        if status.changed.contains(&applied.version) {
+            out.push_str(&format!(
+                "changed  {}  (applied, then its source was edited: `up` refuses until it is \
+                 restored or run with --allow-changed)\n",
+                applied.version
+            ));
+        } else {
+            out.push_str(&format!("applied  {}\n", applied.version));
+        }
     }
     for pending in &status.pending {
         out.push_str(&format!("pending  {pending}\n"));
@@ -615,6 +641,7 @@ fn status_json(status: &MigrationStatus) -> String {
         "applied": recorded(&status.applied),
         "pending": status.pending.iter().map(|v| serde_json::json!({ "version": v })).collect::<Vec<_>>(),
         "unknown": recorded(&status.unknown),
+        "changed": status.changed.iter().map(|v| serde_json::json!({ "version": v })).collect::<Vec<_>>(),
     });
     format!("{document}\n")
 }

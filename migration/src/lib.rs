@@ -26,6 +26,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod alter;
 #[cfg(feature = "cli")]
 pub mod autogen;
+pub mod checksum;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod connect;

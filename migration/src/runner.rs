@@ -94,6 +94,15 @@ pub enum MigrateError {
         /// Their names.
         versions: Vec<String>,
     },
+    /// Applied migrations whose source changed after they were applied (their recorded
+    /// checksum differs from this build's).
+    #[error(
+        "these applied migrations were edited after they were applied: {}; the database ran \
+         their old text. Restore their source (and put the change in a new migration), or run \
+         with --allow-changed (MIGRATION_ALLOW_CHANGED=1) if the edit changes nothing that ran",
+        .0.join(", ")
+    )]
+    Changed(Vec<String>),
     /// `--to` names no migration of this build.
     #[error("no migration named {0} in this build (see `status`)")]
     NoSuchMigration(String),
@@ -159,8 +168,33 @@ pub async fn up<M: MigratorTrait>(
     target: UpTo,
     lock_timeout: Duration,
 ) -> Result<Vec<String>, MigrateError> {
+    up_with::<M>(db, target, lock_timeout, Changed::Refuse).await
+}
+
+/// What `up` does when an applied migration's source changed since it was applied (see
+/// [`crate::checksum`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// Stop with [`MigrateError::Changed`] (the default).
+    Refuse,
+    /// Go on (`--allow-changed`, `MIGRATION_ALLOW_CHANGED=1`); the recorded checksums stay,
+    /// so `status` keeps naming the migration.
+    Allow,
+}
+
+/// [`up`], saying what to do about applied migrations whose source changed.
+///
+/// # Errors
+///
+/// As for [`up`].
+pub async fn up_with<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    target: UpTo,
+    lock_timeout: Duration,
+    changed: Changed,
+) -> Result<Vec<String>, MigrateError> {
     with_lock(db, lock_timeout, async |conn| {
-        up_locked::<M>(conn, &target).await
+        up_locked::<M>(conn, &target, changed).await
     })
     .await
 }
@@ -194,7 +228,9 @@ pub async fn refresh<M: MigratorTrait>(
 ) -> Result<(), MigrateError> {
     with_lock(db, lock_timeout, async |conn| {
         down_locked::<M>(conn, &DownTo::Nothing).await?;
-        up_locked::<M>(conn, &UpTo::Latest).await.map(|_| ())
+        up_locked::<M>(conn, &UpTo::Latest, Changed::Refuse)
+            .await
+            .map(|_| ())
     })
     .await
 }
@@ -210,6 +246,9 @@ pub async fn reset<M: MigratorTrait>(
 ) -> Result<(), MigrateError> {
     with_lock(db, lock_timeout, async |conn| {
         down_locked::<M>(conn, &DownTo::Nothing).await?;
+        crate::checksum::drop_table(&conn.session)
+            .await
+            .map_err(db_err("drop the checksum table"))?;
         M::uninstall(&conn.session)
             .await
             .map_err(db_err("drop the migrations table"))
@@ -230,7 +269,14 @@ pub async fn fresh<M: MigratorTrait>(
     with_lock(db, lock_timeout, async |conn| {
         M::fresh(&conn.session)
             .await
-            .map_err(db_err("drop everything and re-apply the migrations"))
+            .map_err(db_err("drop everything and re-apply the migrations"))?;
+        let applied = M::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect::<Vec<_>>();
+        crate::checksum::record(&conn.session, &applied, true)
+            .await
+            .map_err(db_err("record the migrations' checksums"))
     })
     .await
 }
@@ -238,8 +284,33 @@ pub async fn fresh<M: MigratorTrait>(
 async fn up_locked<M: MigratorTrait>(
     conn: &Locked,
     target: &UpTo,
+    changed: Changed,
 ) -> Result<Vec<String>, MigrateError> {
-    let status = step(conn, async |session| checked_status::<M>(session).await).await?;
+    let status = step(conn, async |session| {
+        let status = checked_status::<M>(session).await?;
+        let applied: Vec<String> = status.applied.iter().map(|a| a.version.clone()).collect();
+        let recorded = crate::checksum::recorded(&session.exec())
+            .await
+            .map_err(db_err("read the migrations' checksums"))?;
+        let edited = crate::checksum::changed(applied.iter().map(String::as_str), &recorded);
+        if !edited.is_empty() {
+            if changed == Changed::Refuse {
+                return Err(MigrateError::Changed(edited));
+            }
+            tracing::warn!(
+                "Going on although these applied migrations changed since they were applied: {}",
+                edited.join(", ")
+            );
+        }
+        // A database migrated before checksums were kept adopts this build's as its baseline.
+        if applied.iter().any(|v| !recorded.contains_key(v)) {
+            crate::checksum::record(&session.exec(), &applied, false)
+                .await
+                .map_err(db_err("record the migrations' checksums"))?;
+        }
+        Ok(status)
+    })
+    .await?;
     let count = match target {
         UpTo::Latest => status.pending.len(),
         UpTo::Steps(n) => status.pending.len().min(*n as usize),
@@ -272,6 +343,9 @@ async fn up_locked<M: MigratorTrait>(
                     direction: "up",
                     source,
                 })?;
+            crate::checksum::record(&session.exec(), std::slice::from_ref(&name), true)
+                .await
+                .map_err(db_err("record the migration's checksum"))?;
             Ok(true)
         })
         .await?;
@@ -316,6 +390,9 @@ async fn down_locked<M: MigratorTrait>(
                     direction: "down",
                     source,
                 })?;
+            crate::checksum::forget(&session.exec(), std::slice::from_ref(&name))
+                .await
+                .map_err(db_err("forget the migration's checksum"))?;
             Ok(true)
         })
         .await?;

@@ -388,6 +388,73 @@ async fn check_agrees_on_both_backends_and_leaves_no_scratch_database() {
 }
 
 #[tokio::test]
+async fn a_migration_whose_recorded_checksum_differs_is_named_by_status_and_stops_up() {
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+    let first = run(&url, &["up", "-n", "2"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // As if the source of the first migration had been edited after it was applied.
+    db.connection()
+        .execute_unprepared(
+            "UPDATE seaql_migrations_checksum SET checksum = 'edited' \
+             WHERE version = 'm20261127_000001_create_user_table'",
+        )
+        .await
+        .unwrap();
+
+    let status = run(&url, &["status"]);
+    let listing = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        listing.contains("changed  m20261127_000001_create_user_table"),
+        "{listing}"
+    );
+    let json = run(&url, &["status", "--json"]);
+    assert_eq!(json.status.code(), Some(6), "{}", stderr(&json));
+
+    let refused = run(&url, &["up"]);
+    let message = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("m20261127_000001_create_user_table")
+            && message.contains("--allow-changed"),
+        "{message}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM seaql_migrations").await,
+        2,
+        "nothing ran"
+    );
+
+    let allowed = migrator(&["-u", &url, "up"])
+        .env("MIGRATION_ALLOW_CHANGED", "1")
+        .output()
+        .unwrap();
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 3);
+}
+
+#[tokio::test]
+async fn a_database_migrated_before_checksums_keeps_working_and_gets_them_on_the_next_up() {
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+    assert!(run(&url, &["up", "-n", "1"]).status.success());
+    db.connection()
+        .execute_unprepared("DROP TABLE seaql_migrations_checksum")
+        .await
+        .unwrap();
+    let status = run(&url, &["status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(!String::from_utf8_lossy(&status.stdout).contains("changed"));
+    let up = run(&url, &["up"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM seaql_migrations_checksum").await,
+        3,
+        "the applied migration got its baseline and the new ones theirs"
+    );
+}
+
+#[tokio::test]
 async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
     let cluster = TestCluster::start();
     let admin = sea_orm::Database::connect(cluster.admin_url())
