@@ -5,57 +5,21 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
-use service::testing::TestCluster;
+use service::testing::TestReplicaPair;
 use service::user::{self, NewUser, UserChanges};
 use service::{
     ConnectFailure, DatabaseConfig, DatabaseService, DatabaseUrl, Error, HealthStatus, NodeRole,
 };
 
-/// A primary with a migrated database `app` and a streaming standby of it.
-struct Pair {
-    primary: TestCluster,
-    standby: TestCluster,
-}
-
-impl Pair {
-    async fn start() -> Self {
-        let primary = TestCluster::start();
-        execute(&primary.admin_url(), "CREATE DATABASE app").await;
-        let service = DatabaseService::connect(&config_for(&primary.url("app")))
-            .await
-            .unwrap();
-        service.apply_migrations().await.unwrap();
-        service.close().await.unwrap();
-        let standby = TestCluster::start_standby_of(&primary);
-        Self { primary, standby }
-    }
-
-    /// The service's configuration: the primary, the standby as its replica, probed every
-    /// 50 ms.
-    fn config(&self) -> DatabaseConfig {
-        let mut config = config_for(&self.primary.url("app"));
-        config.replica_urls = vec![DatabaseUrl::parse(self.standby.url("app")).unwrap()];
-        config.replica_probe_interval = Duration::from_millis(50);
-        config
-    }
-
-    async fn connect(&self) -> DatabaseService {
-        let service = DatabaseService::connect(&self.config()).await.unwrap();
-        wait_for("the replica to enter rotation", || {
-            let service = service.clone();
-            async move { service.reader().replica_name().is_some() }
-        })
-        .await;
-        service
-    }
-
-    async fn pause_replay(&self) {
-        execute(&self.standby.url("app"), "SELECT pg_wal_replay_pause()").await;
-    }
-
-    async fn resume_replay(&self) {
-        execute(&self.standby.url("app"), "SELECT pg_wal_replay_resume()").await;
-    }
+/// Starts the pair and connects a service to it, once the replica is in rotation.
+async fn connect(pair: &TestReplicaPair) -> DatabaseService {
+    let service = DatabaseService::connect(&pair.config()).await.unwrap();
+    wait_for("the replica to enter rotation", || {
+        let service = service.clone();
+        async move { service.reader().replica_name().is_some() }
+    })
+    .await;
+    service
 }
 
 fn config_for(url: &str) -> DatabaseConfig {
@@ -64,14 +28,6 @@ fn config_for(url: &str) -> DatabaseConfig {
     config.connect_deadline = Duration::from_secs(2);
     config.health_timeout = Duration::from_secs(1);
     config
-}
-
-async fn execute(url: &str, sql: &str) {
-    let db = Database::connect(url).await.unwrap();
-    db.execute_unprepared(sql)
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"));
-    db.close().await.unwrap();
 }
 
 async fn wait_for<F, Fut>(what: &str, mut condition: F)
@@ -109,8 +65,8 @@ async fn user_index_scans(db: &DatabaseConnection) -> i64 {
 
 #[tokio::test]
 async fn reads_through_a_reader_are_served_by_the_replica_and_writes_by_the_primary() {
-    let pair = Pair::start().await;
-    let service = pair.connect().await;
+    let pair = TestReplicaPair::start("app").await;
+    let service = connect(&pair).await;
     let created = user::create(service.connection(), new_user(1))
         .await
         .unwrap();
@@ -145,16 +101,10 @@ async fn reads_through_a_reader_are_served_by_the_replica_and_writes_by_the_prim
     );
 }
 
-impl Pair {
-    fn standby_name(&self) -> String {
-        format!("127.0.0.1:{}/app", self.standby.port())
-    }
-}
-
 #[tokio::test]
 async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
-    let pair = Pair::start().await;
-    let service = pair.connect().await;
+    let pair = TestReplicaPair::start("app").await;
+    let service = connect(&pair).await;
     let ada = user::create(service.connection(), new_user(1))
         .await
         .unwrap();
@@ -210,8 +160,8 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
 
 #[tokio::test]
 async fn a_stopped_replica_costs_no_read_and_rejoins_when_it_is_back() {
-    let pair = Pair::start().await;
-    let service = pair.connect().await;
+    let pair = TestReplicaPair::start("app").await;
+    let service = connect(&pair).await;
     let ada = user::create(service.connection(), new_user(1))
         .await
         .unwrap();
@@ -268,7 +218,7 @@ async fn a_stopped_replica_costs_no_read_and_rejoins_when_it_is_back() {
 
 #[tokio::test]
 async fn a_replica_lagging_past_the_bound_leaves_rotation_until_it_catches_up() {
-    let pair = Pair::start().await;
+    let pair = TestReplicaPair::start("app").await;
     let mut config = pair.config();
     config.replica_max_lag = 256 * 1024;
     let service = DatabaseService::connect(&config).await.unwrap();
@@ -315,7 +265,7 @@ async fn a_replica_lagging_past_the_bound_leaves_rotation_until_it_catches_up() 
 
 #[tokio::test]
 async fn the_primary_pool_refuses_a_standby_and_a_promoted_replica_leaves_rotation() {
-    let pair = Pair::start().await;
+    let pair = TestReplicaPair::start("app").await;
     let mut config = config_for(&pair.standby.url("app"));
     config.connect_deadline = Duration::from_millis(300);
     match DatabaseService::connect(&config).await {
@@ -329,7 +279,7 @@ async fn the_primary_pool_refuses_a_standby_and_a_promoted_replica_leaves_rotati
         other => panic!("expected a refusal, got {other:?}"),
     }
 
-    let service = pair.connect().await;
+    let service = connect(&pair).await;
     pair.standby.promote();
     wait_for("the promoted replica to leave rotation", || {
         let service = service.clone();

@@ -10,6 +10,7 @@ mod chaos;
 mod health;
 mod outage;
 mod refusals;
+mod replicas;
 mod shutdown;
 mod support;
 mod users;
