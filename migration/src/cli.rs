@@ -142,6 +142,9 @@ pub enum Command {
     },
     /// Apply pending migrations.
     Up {
+        /// Print the SQL instead of running it (the database is only read).
+        #[arg(long)]
+        sql: bool,
         /// Go on although an applied migration's source changed since it was applied.
         #[arg(long, env = "MIGRATION_ALLOW_CHANGED", value_parser = clap::builder::FalseyValueParser::new())]
         allow_changed: bool,
@@ -163,6 +166,9 @@ pub enum Command {
         /// Roll back every applied migration (needs --force).
         #[arg(long)]
         all: bool,
+        /// Print the SQL instead of running it (the database is only read).
+        #[arg(long, conflicts_with = "all")]
+        sql: bool,
         #[command(flatten)]
         force: Force,
     },
@@ -214,6 +220,9 @@ pub enum CliError {
     /// `generate` failed.
     #[error("cannot generate the migration: {0}")]
     Generate(String),
+    /// `up --sql` or `down --sql` could not write the script.
+    #[error("cannot write the SQL offline: {0}")]
+    Offline(String),
     /// `check` or `autogenerate` could not compare.
     #[error("cannot compare the entities with the migrations: {0}")]
     Autogenerate(String),
@@ -253,6 +262,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     let command = cli.command.clone().unwrap_or(Command::Up {
         allow_changed: std::env::var("MIGRATION_ALLOW_CHANGED")
             .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false" | "no" | "off")),
+        sql: false,
         num: None,
         to: None,
     });
@@ -276,7 +286,12 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     runtime.block_on(async {
         let db = connect(&cli).await?;
         let lock_timeout = Duration::from_secs(cli.lock_timeout);
-        let outcome = execute(&db, &command, lock_timeout).await;
+        let outcome = match &command {
+            Command::Up { sql: true, .. } | Command::Down { sql: true, .. } => {
+                offline(&cli, &db, &command).await
+            }
+            _ => execute(&db, &command, lock_timeout).await,
+        };
         let _ = db.close().await;
         outcome
     })
@@ -298,6 +313,52 @@ fn database_url(cli: &Cli) -> UrlSource {
             .or_else(|| env("DATABASE_DIRECT_URL"))
             .or_else(|| env("DATABASE_URL")),
     )
+}
+
+/// `up --sql`, `down --sql`: print what would run (see [`crate::offline`]).
+async fn offline(cli: &Cli, db: &DatabaseConnection, command: &Command) -> Result<u8, CliError> {
+    let status = read_status(db).await?;
+    let failed = |source| CliError::Migrate {
+        command: "offline",
+        source,
+    };
+    if !status.unknown.is_empty() {
+        return Err(failed(MigrateError::UnknownApplied {
+            versions: status.unknown.iter().map(|u| u.version.clone()).collect(),
+        }));
+    }
+    let direction = match command {
+        Command::Up { num, to, .. } => crate::offline::Direction::Up(match (num, to) {
+            (_, Some(version)) => match status.pending.iter().position(|p| p == version) {
+                Some(i) => i + 1,
+                None if status.applied.iter().any(|a| &a.version == version) => 0,
+                None => return Err(failed(MigrateError::NoSuchMigration(version.clone()))),
+            },
+            (Some(n), None) => status.pending.len().min(*n as usize),
+            (None, None) => status.pending.len(),
+        }),
+        Command::Down { num, to, .. } => crate::offline::Direction::Down(match to {
+            Some(version) => match status.applied.iter().position(|a| &a.version == version) {
+                Some(i) => status.applied.len() - i - 1,
+                None if status.pending.contains(version) => {
+                    return Err(failed(MigrateError::NotApplied(version.clone())));
+                }
+                None => return Err(failed(MigrateError::NoSuchMigration(version.clone()))),
+            },
+            None => status.applied.len().min(*num as usize),
+        }),
+        _ => return Ok(exit_code::OK),
+    };
+    let script = crate::offline::script::<Migrator>(
+        &database_url(cli).url(),
+        cli.shadow_database_url.as_deref(),
+        &status,
+        direction,
+    )
+    .await
+    .map_err(CliError::Offline)?;
+    print_stdout(&script);
+    Ok(exit_code::OK)
 }
 
 /// `check` and `autogenerate`: compare on scratch databases of the URL's backend.
@@ -419,6 +480,7 @@ async fn execute(
             num,
             to,
             allow_changed,
+            ..
         } => {
             let target = match (num, to) {
                 (_, Some(version)) => UpTo::Version(version.clone()),
@@ -439,6 +501,7 @@ async fn execute(
             to,
             all,
             force,
+            ..
         } => {
             let target = match (to, all) {
                 (_, true) => {

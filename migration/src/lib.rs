@@ -32,6 +32,8 @@ pub mod cli;
 pub mod connect;
 pub mod data;
 pub mod database_url;
+#[cfg(feature = "cli")]
+pub mod offline;
 pub mod runner;
 mod schema_dump;
 mod status;

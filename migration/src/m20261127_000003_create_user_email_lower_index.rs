@@ -18,13 +18,11 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         match manager.get_database_backend() {
             DbBackend::Sqlite => {
-                manager
-                    .get_connection()
-                    .execute_unprepared(&format!(
-                        r#"CREATE UNIQUE INDEX "{INDEX}" ON "user" (lower("email"))"#
-                    ))
-                    .await?;
-                Ok(())
+                crate::alter::execute(
+                    manager,
+                    format!(r#"CREATE UNIQUE INDEX "{INDEX}" ON "user" (lower("email"))"#),
+                )
+                .await
             }
             _ => {
                 manager

@@ -302,9 +302,22 @@ async fn up_locked<M: MigratorTrait>(
                 edited.join(", ")
             );
         }
-        // A database migrated before checksums were kept adopts this build's as its baseline.
-        if applied.iter().any(|v| !recorded.contains_key(v)) {
+        // A database migrated before checksums were kept adopts this build's as its baseline;
+        // one that recorded a superseded source (see `checksum::SUPERSEDED`) gets the current.
+        let superseded: Vec<String> = applied
+            .iter()
+            .filter(|v| {
+                recorded.get(*v).is_some_and(|r| {
+                    Some(r.as_str()) != crate::checksum::of(v) && crate::checksum::accepts(v, r)
+                })
+            })
+            .cloned()
+            .collect();
+        if applied.iter().any(|v| !recorded.contains_key(v)) || !superseded.is_empty() {
             crate::checksum::record(&session.exec(), &applied, false)
+                .await
+                .map_err(db_err("record the migrations' checksums"))?;
+            crate::checksum::record(&session.exec(), &superseded, true)
                 .await
                 .map_err(db_err("record the migrations' checksums"))?;
         }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -497,4 +498,89 @@ async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
         .unwrap();
     let known = <migration::Migrator as migration::MigratorTrait>::migrations().len();
     assert_eq!(applied, i64::try_from(known).unwrap());
+}
+
+/// Runs `tool` (psql or sqlite3) on `script`; fails saying how to install it when it is missing.
+fn apply_script(tool: &str, args: &[&str], script: &[u8]) {
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {tool} ({e}): install it (Debian: apt-get install postgresql-client sqlite3)")
+        });
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{tool}: {}", stderr(&output));
+}
+
+#[tokio::test]
+async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_of_up_and_changes_nothing() {
+    let offline = TestDatabase::empty(TestBackend::Postgres).await;
+    let online = TestDatabase::empty(TestBackend::Postgres).await;
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("offline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
+    let (sqlite_offline, sqlite_online) = (sqlite("offline.db"), sqlite("online.db"));
+    let pg_offline = offline.config().url.expose_secret().to_string();
+    let pg_online = online.config().url.expose_secret().to_string();
+
+    for (offline_url, online_url) in [(&pg_offline, &pg_online), (&sqlite_offline, &sqlite_online)]
+    {
+        let script = run(offline_url, &["up", "--sql"]);
+        assert!(script.status.success(), "{}", stderr(&script));
+        let status = run(offline_url, &["status", "--json"]);
+        assert_eq!(status.status.code(), Some(3), "up --sql applied nothing");
+        if offline_url.starts_with("postgres") {
+            apply_script(
+                "psql",
+                &["-q", "-v", "ON_ERROR_STOP=1", "-d", offline_url, "-f", "-"],
+                &script.stdout,
+            );
+        } else {
+            let file = dir.join("offline.db");
+            apply_script(
+                "sqlite3",
+                &["-bail", &file.display().to_string()],
+                &script.stdout,
+            );
+        }
+        assert!(run(online_url, &["up"]).status.success());
+        let schema = |url: &str| String::from_utf8(run(url, &["schema"]).stdout).unwrap();
+        assert_eq!(schema(offline_url), schema(online_url), "{offline_url}");
+        assert_eq!(
+            run(offline_url, &["status", "--json"]).status.code(),
+            Some(0)
+        );
+
+        // And back: `down --sql -n 1` undoes the last one like `down`.
+        let script = run(offline_url, &["down", "--sql", "-n", "1"]);
+        assert!(script.status.success(), "{}", stderr(&script));
+        let text = String::from_utf8_lossy(&script.stdout);
+        assert!(text.contains("user_email_lower_key"), "{text}");
+        if offline_url.starts_with("postgres") {
+            apply_script(
+                "psql",
+                &["-q", "-v", "ON_ERROR_STOP=1", "-d", offline_url, "-f", "-"],
+                &script.stdout,
+            );
+        } else {
+            let file = dir.join("offline.db");
+            apply_script(
+                "sqlite3",
+                &["-bail", &file.display().to_string()],
+                &script.stdout,
+            );
+        }
+        assert!(run(online_url, &["down"]).status.success());
+        assert_eq!(
+            schema(offline_url),
+            schema(online_url),
+            "{offline_url} after down"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
