@@ -15,6 +15,7 @@ use sea_orm::{
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::error::{Error, Result};
 use crate::health::{HealthReport, HealthStatus, MigrationsReport, PoolReport};
+use crate::routing::held::HeldConnections;
 use crate::routing::replicas::{self, ReplicaSet};
 use crate::routing::{Reader, WalPosition};
 
@@ -33,6 +34,8 @@ pub struct DatabaseService {
 
 struct Inner {
     db: DatabaseConnection,
+    /// The fast path's held connections of each PostgreSQL pool (`DB_CONNECTION_HOLD`).
+    held: Vec<Arc<HeldConnections>>,
     /// The read replicas and their probes; `None` without `DATABASE_REPLICA_URLS`.
     replicas: Option<Arc<ReplicaSet>>,
     /// Whether a connection pooler in transaction mode shares the primary's server sessions.
@@ -149,6 +152,14 @@ impl DatabaseService {
             "connected to the database"
         );
         let replicas = open_replicas(config, &db).await?;
+        let held = match config.connection_hold {
+            Some(hold) => std::iter::once(&db)
+                .chain(replicas.iter().flat_map(|set| set.connections()))
+                .filter_map(crate::routing::pool_of)
+                .map(|pool| HeldConnections::register(pool, hold))
+                .collect(),
+            None => Vec::new(),
+        };
         let direct = config.direct_url.clone().map(|url| {
             let mut direct = config.clone();
             direct.url = url;
@@ -157,6 +168,7 @@ impl DatabaseService {
         });
         Ok(Self {
             inner: Arc::new(Inner {
+                held,
                 replicas,
                 sessions,
                 direct,
@@ -376,6 +388,9 @@ impl DatabaseService {
     ///
     /// [`Error::Database`] if closing fails.
     pub async fn close(&self) -> Result<()> {
+        for held in &self.inner.held {
+            held.unregister();
+        }
         if let Some(replicas) = &self.inner.replicas {
             replicas.close().await;
         }
@@ -421,6 +436,14 @@ impl DatabaseService {
             size,
             idle: u32::try_from(idle).unwrap_or(u32::MAX),
             max: self.inner.max_connections,
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for held in &self.held {
+            held.unregister();
         }
     }
 }

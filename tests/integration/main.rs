@@ -9,6 +9,7 @@
 mod bulk;
 mod failures;
 mod health;
+mod held_connections;
 mod migrations;
 mod poolers;
 mod refusals;

@@ -165,6 +165,11 @@ impl ReplicaSet {
         }
     }
 
+    /// The replicas' pools.
+    pub(crate) fn connections(&self) -> impl Iterator<Item = &DatabaseConnection> {
+        self.nodes.iter().map(|node| &node.conn)
+    }
+
     /// A replica in rotation that has replayed at least `after` (any, when `None`), taking
     /// turns; `None` when there is none (the caller reads from the primary).
     pub(crate) fn choose(&self, after: Option<WalPosition>) -> Option<Arc<Replica>> {
