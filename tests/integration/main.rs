@@ -10,6 +10,7 @@ mod bulk;
 mod failures;
 mod health;
 mod migrations;
+mod online_migrations;
 mod poolers;
 mod refusals;
 mod replicas;
