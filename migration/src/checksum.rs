@@ -23,11 +23,23 @@ pub const TABLE: &str = "seaql_migrations_checksum";
 /// Earlier sources of a migration, replaced by an equivalent body (same schema, same data):
 /// a database that recorded one of these is not reported as changed, and its next `up`
 /// records the current checksum. Each entry says what changed.
-pub const SUPERSEDED: &[(&str, &str, &str)] = &[(
-    "m20261127_000003_create_user_email_lower_index",
-    "c90077c75d47f6d5ff139668657b27e4",
-    "the SQLite statement runs through the statement path, so offline mode prints it",
-)];
+pub const SUPERSEDED: &[(&str, &str, &str)] = &[
+    (
+        "m20261127_000002_lowercase_user_emails",
+        "9557d23e46cfe76264a540bd036ddafd",
+        "one UPDATE became keyset batches of short transactions: same rows lower-cased",
+    ),
+    (
+        "m20261127_000003_create_user_email_lower_index",
+        "c90077c75d47f6d5ff139668657b27e4",
+        "CREATE UNIQUE INDEX became CREATE UNIQUE INDEX CONCURRENTLY: the same index",
+    ),
+    (
+        "m20261127_000003_create_user_email_lower_index",
+        "c9393e9f9b9d86ffc0e34f3d1c003bae",
+        "the SQLite statement through the statement path, then built concurrently: the same index",
+    ),
+];
 
 /// Whether `recorded` is this build's checksum of `version`, or an earlier one it supersedes.
 #[must_use]

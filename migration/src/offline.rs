@@ -6,7 +6,8 @@
 //! backend (see [`crate::autogen::shadow`]) is brought to the same point by applying those
 //! migrations, then the requested ones run there for real while every statement they send is
 //! recorded (SeaORM's metric callback); the recording is the script: one transaction per
-//! migration, with its row in `seaql_migrations` and its checksum. Reads are left out. What a
+//! migration (but for those that are not one on PostgreSQL), with its row in
+//! `seaql_migrations` and its checksum. Reads are left out. What a
 //! data migration does depends on rows, and the scratch database has none: the script holds
 //! the statements it ran there (for the lowercase migration, its `UPDATE`), not what it would
 //! decide on real rows.
@@ -146,7 +147,17 @@ async fn record<M: MigratorTrait>(
                     .map_err(failed(name))?;
             }
         }
-        out.push_str(&format!("\n-- {name}\nBEGIN;\n"));
+        // A migration that is not a transaction on PostgreSQL (a concurrent index, batches)
+        // is not one in the script either.
+        let transactional = backend != DbBackend::Postgres
+            || M::migrations()
+                .iter()
+                .find(|m| m.name() == name)
+                .is_none_or(|m| m.use_transaction() != Some(false));
+        out.push_str(&format!("\n-- {name}\n"));
+        if transactional {
+            out.push_str("BEGIN;\n");
+        }
         if let Ok(list) = statements.lock() {
             for statement in list.iter() {
                 if statement.contains(" IF NOT EXISTS ") && !idempotent.insert(statement.clone()) {
@@ -156,7 +167,9 @@ async fn record<M: MigratorTrait>(
                 out.push_str(";\n");
             }
         }
-        out.push_str("COMMIT;\n");
+        if transactional {
+            out.push_str("COMMIT;\n");
+        }
     }
     recording.store(false, Ordering::Relaxed);
     Ok(out)

@@ -37,6 +37,7 @@ use sea_orm_migration::sea_orm::{
 };
 
 use crate::MigrationStatus;
+use crate::lock_wait::{self, Blockers, LockWait};
 
 /// The advisory lock key: FNV-1a (64 bit) of the migrations table's name, `seaql_migrations`,
 /// as a signed integer: `SELECT pg_advisory_lock(426561254407358603)`. Any tool that wants to
@@ -103,6 +104,23 @@ pub enum MigrateError {
         .0.join(", ")
     )]
     Changed(Vec<String>),
+    /// A migration could not get its lock within the lock timeout, on every try (PostgreSQL).
+    #[error(
+        "migration {migration} could not get its lock within {} ms, {tries} times; nothing of \
+         it was applied. Blocked by {blocked_by}. Let that transaction finish (or end it), \
+         then run again; MIGRATION_LOCK_WAIT and MIGRATION_LOCK_RETRIES set the wait",
+        .wait.as_millis()
+    )]
+    LockWait {
+        /// The migration.
+        migration: String,
+        /// How many times it was tried.
+        tries: u32,
+        /// The lock timeout of each try.
+        wait: Duration,
+        /// The sessions seen blocking it (no query text).
+        blocked_by: String,
+    },
     /// `--to` names no migration of this build.
     #[error("no migration named {0} in this build (see `status`)")]
     NoSuchMigration(String),
@@ -343,25 +361,34 @@ async fn up_locked<M: MigratorTrait>(
     }
     let mut applied = Vec::with_capacity(count);
     for name in status.pending.into_iter().take(count) {
-        let ran = step(conn, async |session| {
-            // Read again inside the step: on SQLite another migrator may have applied it.
-            let now = checked_status::<M>(session).await?;
-            if now.pending.first() != Some(&name) {
-                return Ok(false);
+        let mut tries = 0;
+        let ran = loop {
+            let watch = watch_blockers(conn);
+            let outcome = step(conn, async |session| {
+                // Read again inside the step: on SQLite another migrator may have applied it.
+                let now = checked_status::<M>(session).await?;
+                if now.pending.first() != Some(&name) {
+                    return Ok(false);
+                }
+                M::up(session.exec(), Some(1))
+                    .await
+                    .map_err(|source| MigrateError::Failed {
+                        migration: name.clone(),
+                        direction: "up",
+                        source,
+                    })?;
+                crate::checksum::record(&session.exec(), std::slice::from_ref(&name), true)
+                    .await
+                    .map_err(db_err("record the migration's checksum"))?;
+                Ok(true)
+            })
+            .await;
+            if let Some(ran) =
+                retry_on_lock_timeout(conn, &name, watch, outcome, &mut tries).await?
+            {
+                break ran;
             }
-            M::up(session.exec(), Some(1))
-                .await
-                .map_err(|source| MigrateError::Failed {
-                    migration: name.clone(),
-                    direction: "up",
-                    source,
-                })?;
-            crate::checksum::record(&session.exec(), std::slice::from_ref(&name), true)
-                .await
-                .map_err(db_err("record the migration's checksum"))?;
-            Ok(true)
-        })
-        .await?;
+        };
         if ran {
             applied.push(name);
         }
@@ -391,29 +418,90 @@ async fn down_locked<M: MigratorTrait>(
     }
     let mut rolled_back = Vec::with_capacity(count);
     for name in applied.into_iter().rev().take(count) {
-        let ran = step(conn, async |session| {
-            let now = checked_status::<M>(session).await?;
-            if applied_in_code_order::<M>(&now).last() != Some(&name) {
-                return Ok(false);
+        let mut tries = 0;
+        let ran = loop {
+            let watch = watch_blockers(conn);
+            let outcome = step(conn, async |session| {
+                let now = checked_status::<M>(session).await?;
+                if applied_in_code_order::<M>(&now).last() != Some(&name) {
+                    return Ok(false);
+                }
+                M::down(session.exec(), Some(1))
+                    .await
+                    .map_err(|source| MigrateError::Failed {
+                        migration: name.clone(),
+                        direction: "down",
+                        source,
+                    })?;
+                crate::checksum::forget(&session.exec(), std::slice::from_ref(&name))
+                    .await
+                    .map_err(db_err("forget the migration's checksum"))?;
+                Ok(true)
+            })
+            .await;
+            if let Some(ran) =
+                retry_on_lock_timeout(conn, &name, watch, outcome, &mut tries).await?
+            {
+                break ran;
             }
-            M::down(session.exec(), Some(1))
-                .await
-                .map_err(|source| MigrateError::Failed {
-                    migration: name.clone(),
-                    direction: "down",
-                    source,
-                })?;
-            crate::checksum::forget(&session.exec(), std::slice::from_ref(&name))
-                .await
-                .map_err(db_err("forget the migration's checksum"))?;
-            Ok(true)
-        })
-        .await?;
+        };
         if ran {
             rolled_back.push(name);
         }
     }
     Ok(rolled_back)
+}
+
+/// Starts watching what blocks the migration session (PostgreSQL).
+fn watch_blockers(conn: &Locked) -> Option<Blockers> {
+    match (conn.holder_pid, &conn.watcher) {
+        (Some(pid), Some(watcher)) => Some(Blockers::watch(watcher.clone(), pid)),
+        _ => None,
+    }
+}
+
+/// After one try of a migration's step: its value, or `None` after a lock timeout with tries
+/// left (having paused before the next, see [`crate::lock_wait`]), or the error; after the
+/// last try the error names what blocked it.
+async fn retry_on_lock_timeout<T>(
+    conn: &Locked,
+    migration: &str,
+    watch: Option<Blockers>,
+    outcome: Result<T, MigrateError>,
+    tries: &mut u32,
+) -> Result<Option<T>, MigrateError> {
+    let blocked_by = watch.and_then(Blockers::stop);
+    match outcome {
+        Err(MigrateError::Failed { source, .. })
+            if conn.holder_pid.is_some() && lock_wait::is_lock_timeout(&source) =>
+        {
+            let wait = conn.lock_wait;
+            *tries += 1;
+            let blocked_by = blocked_by.unwrap_or_else(|| {
+                "a session that released its lock before it could be named".to_owned()
+            });
+            if *tries > wait.retries {
+                return Err(MigrateError::LockWait {
+                    migration: migration.to_owned(),
+                    tries: *tries,
+                    wait: wait.timeout,
+                    blocked_by,
+                });
+            }
+            let pause = LockWait::backoff(*tries);
+            tracing::warn!(
+                "{migration}: no lock within {} ms (blocked by {blocked_by}); nothing applied, \
+                 trying again in {} ms ({}/{})",
+                wait.timeout.as_millis(),
+                pause.as_millis(),
+                tries,
+                wait.retries
+            );
+            tokio::time::sleep(pause).await;
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
 }
 
 /// The applied migrations in the code's order (the order `down` undoes them in reverse).
@@ -444,6 +532,9 @@ async fn checked_status<M: MigratorTrait>(
 struct Locked {
     session: DatabaseConnection,
     holder_pid: Option<i32>,
+    /// The caller's connection, which watches what blocks the session (PostgreSQL).
+    watcher: Option<DatabaseConnection>,
+    lock_wait: LockWait,
 }
 
 /// One step of a run: on SQLite an immediate transaction (it takes the write lock at once, so
@@ -500,9 +591,16 @@ async fn with_lock<T>(
     let session = dedicated_session(db).await?;
     let outcome = async {
         acquire(&session, timeout).await?;
+        let lock_wait = LockWait::from_env();
+        session
+            .execute_raw(lock_wait.set_statement())
+            .await
+            .map_err(db_err("set the lock timeout"))?;
         let locked = Locked {
             holder_pid: Some(backend_pid(&session).await?),
             session: session.clone(),
+            watcher: Some(db.clone()),
+            lock_wait,
         };
         let result = work(&locked).await;
         // Released explicitly here; if this fails (the connection died), the server has
@@ -567,6 +665,8 @@ async fn with_sqlite_session<T>(
     let locked = Locked {
         session: session.clone(),
         holder_pid: None,
+        watcher: None,
+        lock_wait: LockWait::default(),
     };
     let outcome = work(&locked).await;
     if enforced {

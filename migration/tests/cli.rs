@@ -584,3 +584,200 @@ async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_of_up_and_chan
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `user` with `rows` upper-case emails `User<id>@Example.COM`, the first migration applied.
+async fn seeded(rows: u32) -> TestDatabase {
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+    let first = run(&url, &["up", "--to", "m20261127_000001_create_user_table"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    db.connection()
+        .execute_unprepared(&format!(
+            "INSERT INTO \"user\" (email, name) \
+             SELECT 'User' || g || '@Example.COM', 'u' || g FROM generate_series(1, {rows}) g"
+        ))
+        .await
+        .unwrap();
+    db
+}
+
+#[tokio::test]
+async fn a_migrator_killed_mid_way_is_finished_by_the_next_up_changing_each_email_once() {
+    let rows = 200_000;
+    let db = seeded(rows).await;
+    let url = db.config().url.expose_secret();
+    // Small batches with a pause, so the walk is still running when it is killed.
+    let mut child = migrator(&["-u", &url, "up"])
+        .env("MIGRATION_BATCH_SIZE", "2000")
+        .env("MIGRATION_BATCH_PAUSE_MS", "20")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lowered = "SELECT count(*) FROM \"user\" WHERE email = lower(email)";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&db, lowered).await < 20_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the walk never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let part = count(&db, lowered).await;
+    assert!(
+        part < i64::from(rows),
+        "killed mid-way ({part} of {rows} done)"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM seaql_migrations").await,
+        1,
+        "the interrupted migration is not recorded"
+    );
+
+    let again = run(&url, &["up"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 3);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM \"user\" WHERE email <> 'user' || id || '@example.com'"
+        )
+        .await,
+        0,
+        "every email lower-cased, each exactly its own"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM \"user\"").await,
+        i64::from(rows)
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname = 'user_email_lower_key' AND i.indisvalid"
+        )
+        .await,
+        1,
+        "a valid index"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_index_left_by_an_interrupted_build_is_built_again() {
+    let db = seeded(100).await;
+    let url = db.config().url.expose_secret();
+    assert!(run(&url, &["up", "-n", "1"]).status.success());
+    // A concurrent build that failed (here: a duplicate) leaves an INVALID index behind.
+    let conn = db.connection();
+    conn.execute_unprepared(
+        "INSERT INTO \"user\" (email, name) VALUES ('user1@EXAMPLE.com', 'dup')",
+    )
+    .await
+    .unwrap();
+    let failed = conn
+        .execute_unprepared(
+            "CREATE UNIQUE INDEX CONCURRENTLY user_email_lower_key ON \"user\" (lower(email))",
+        )
+        .await;
+    assert!(failed.is_err());
+    let invalid = "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                   WHERE c.relname = 'user_email_lower_key' AND NOT i.indisvalid";
+    assert_eq!(count(&db, invalid).await, 1);
+    conn.execute_unprepared("DELETE FROM \"user\" WHERE name = 'dup'")
+        .await
+        .unwrap();
+
+    let up = run(&url, &["up"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert!(
+        stderr(&up).contains("INVALID"),
+        "says what it found: {}",
+        stderr(&up)
+    );
+    assert_eq!(count(&db, invalid).await, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'user_email_lower_key'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_ddl_migration_blocked_by_a_long_transaction_gives_up_naming_it_while_the_application_goes_on()
+ {
+    let db = seeded(1000).await;
+    let url = db.config().url.expose_secret();
+    assert!(run(&url, &["up", "-n", "1"]).status.success());
+    // A long transaction that wrote to `user` and sits idle, holding its lock.
+    let holder = sea_orm::Database::connect(url.as_str()).await.unwrap();
+    let holder_tx = sea_orm::TransactionTrait::begin(&holder).await.unwrap();
+    holder_tx
+        .execute_unprepared("UPDATE \"user\" SET name = 'held' WHERE id = 1")
+        .await
+        .unwrap();
+    let holder_pid: i32 = holder_tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_backend_pid()",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+
+    let child = migrator(&["-u", &url, "up"])
+        .env("MIGRATION_LOCK_WAIT", "0.3")
+        .env("MIGRATION_LOCK_RETRIES", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Meanwhile the application reads and writes other rows, each promptly.
+    let app = db.connection();
+    let started = std::time::Instant::now();
+    let mut slowest = std::time::Duration::ZERO;
+    let mut writes = 0;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let t = std::time::Instant::now();
+        let id = 2 + writes % 900;
+        service::user::update(
+            app,
+            id,
+            service::user::UserChanges {
+                name: Some(format!("w{writes}")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        service::user::get(app, id).await.unwrap();
+        slowest = slowest.max(t.elapsed());
+        writes += 1;
+    }
+    let output = child.wait_with_output().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains(&format!("pid {holder_pid}")) && message.contains("3 times"),
+        "names the blocking session: {message}"
+    );
+    assert!(!message.contains("UPDATE"), "no query text: {message}");
+    assert!(writes > 10, "the application kept writing ({writes})");
+    assert!(
+        slowest < std::time::Duration::from_secs(1),
+        "no application query waited behind the migration ({slowest:?})"
+    );
+    holder_tx.rollback().await.unwrap();
+    let after = run(&url, &["up"]);
+    assert!(
+        after.status.success(),
+        "runs once the transaction is gone: {}",
+        stderr(&after)
+    );
+}

@@ -11,6 +11,7 @@ mod failures;
 mod health;
 mod held_connections;
 mod migrations;
+mod online_migrations;
 mod poolers;
 mod refusals;
 mod replicas;
