@@ -781,3 +781,40 @@ async fn a_ddl_migration_blocked_by_a_long_transaction_gives_up_naming_it_while_
         stderr(&after)
     );
 }
+
+#[tokio::test]
+async fn through_a_session_pooler_the_migrator_works_under_its_lock() {
+    let cluster = TestCluster::start();
+    let admin = sea_orm::Database::connect(cluster.admin_url())
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared("CREATE DATABASE app")
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let bouncer = TestPgBouncer::start(cluster.port(), PoolMode::Session, 4);
+
+    for args in [&["up"][..], &["status"], &["down"], &["up"]] {
+        let output = migrator(args)
+            .env("DATABASE_URL", bouncer.url("app"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    let direct = sea_orm::Database::connect(cluster.url("app"))
+        .await
+        .unwrap();
+    let applied: i64 = direct
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    let known = <migration::Migrator as migration::MigratorTrait>::migrations().len();
+    assert_eq!(applied, i64::try_from(known).unwrap());
+}

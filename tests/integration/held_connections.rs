@@ -327,3 +327,41 @@ async fn max_lifetime_and_idle_timeout_still_recycle_held_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn connections_are_held_by_default_and_given_back_at_once_with_the_hold_off() {
+    let test_db = TestDatabase::new(TestBackend::Postgres).await;
+    for (hold, held_after_a_read) in [(Some(Duration::from_secs(5)), true), (None, false)] {
+        let mut config = test_db.config().clone();
+        config.max_connections = 1;
+        config.connection_hold = hold;
+        let db = DatabaseService::connect(&config).await.unwrap();
+        let ada = user::create(db.connection(), new_user("ada@x.io")).await;
+        let id = match ada {
+            Ok(ada) => ada.id,
+            Err(_) => {
+                user::find_by_email(db.connection(), "ada@x.io")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id
+            }
+        };
+        user::get(db.connection(), id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let pool = db.connection().get_postgres_connection_pool();
+        assert_eq!(
+            pool.num_idle() == 0,
+            held_after_a_read,
+            "hold {hold:?}: {} idle of {}",
+            pool.num_idle(),
+            pool.size()
+        );
+        db.close().await.unwrap();
+    }
+    assert_eq!(
+        DatabaseConfig::new(DatabaseUrl::parse("postgres://h/db").unwrap()).connection_hold,
+        Some(Duration::from_millis(10)),
+        "on by default"
+    );
+}

@@ -9,6 +9,7 @@ mod binary;
 mod chaos;
 mod health;
 mod outage;
+mod poolers;
 mod refusals;
 mod replicas;
 mod shutdown;
