@@ -457,15 +457,7 @@ async fn a_database_migrated_before_checksums_keeps_working_and_gets_them_on_the
 
 #[tokio::test]
 async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
-    let cluster = TestCluster::start();
-    let admin = sea_orm::Database::connect(cluster.admin_url())
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared("CREATE DATABASE app")
-        .await
-        .unwrap();
-    admin.close().await.unwrap();
+    let cluster = cluster_with_app().await;
     let bouncer = TestPgBouncer::start(cluster.port(), PoolMode::Transaction, 2);
 
     let refused = migrator(&["up"])
@@ -483,21 +475,7 @@ async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
         .output()
         .unwrap();
     assert!(applied.status.success(), "{}", stderr(&applied));
-    let direct = sea_orm::Database::connect(cluster.url("app"))
-        .await
-        .unwrap();
-    let applied: i64 = direct
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT count(*) FROM seaql_migrations",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap();
-    let known = <migration::Migrator as migration::MigratorTrait>::migrations().len();
-    assert_eq!(applied, i64::try_from(known).unwrap());
+    assert_all_applied(&cluster.url("app")).await;
 }
 
 /// Runs `tool` (psql or sqlite3) on `script`; fails saying how to install it when it is missing.
@@ -784,15 +762,7 @@ async fn a_ddl_migration_blocked_by_a_long_transaction_gives_up_naming_it_while_
 
 #[tokio::test]
 async fn through_a_session_pooler_the_migrator_works_under_its_lock() {
-    let cluster = TestCluster::start();
-    let admin = sea_orm::Database::connect(cluster.admin_url())
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared("CREATE DATABASE app")
-        .await
-        .unwrap();
-    admin.close().await.unwrap();
+    let cluster = cluster_with_app().await;
     let bouncer = TestPgBouncer::start(cluster.port(), PoolMode::Session, 4);
 
     for args in [&["up"][..], &["status"], &["down"], &["up"]] {
@@ -802,9 +772,26 @@ async fn through_a_session_pooler_the_migrator_works_under_its_lock() {
             .unwrap();
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
     }
-    let direct = sea_orm::Database::connect(cluster.url("app"))
+    assert_all_applied(&cluster.url("app")).await;
+}
+
+/// A private cluster with an empty database `app`.
+async fn cluster_with_app() -> TestCluster {
+    let cluster = TestCluster::start();
+    let admin = sea_orm::Database::connect(cluster.admin_url())
         .await
         .unwrap();
+    admin
+        .execute_unprepared("CREATE DATABASE app")
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    cluster
+}
+
+/// Asserts that every migration of this build is recorded in the database at `url`.
+async fn assert_all_applied(url: &str) {
+    let direct = sea_orm::Database::connect(url).await.unwrap();
     let applied: i64 = direct
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,

@@ -22,6 +22,16 @@ async fn connect(pair: &TestReplicaPair) -> DatabaseService {
     service
 }
 
+/// Waits until the replica has replayed every write made so far.
+async fn wait_for_replay(service: &DatabaseService) {
+    let written = service.write_position().await.unwrap().unwrap();
+    wait_for("the replica to replay the writes", || {
+        let service = service.clone();
+        async move { service.reader_after(written).replica_name().is_some() }
+    })
+    .await;
+}
+
 fn config_for(url: &str) -> DatabaseConfig {
     let mut config = DatabaseConfig::new(DatabaseUrl::parse(url).unwrap());
     config.max_connections = 4;
@@ -70,12 +80,7 @@ async fn reads_through_a_reader_are_served_by_the_replica_and_writes_by_the_prim
     let created = user::create(service.connection(), new_user(1))
         .await
         .unwrap();
-    let seen = service.write_position().await.unwrap().unwrap();
-    wait_for("the replica to replay the insert", || {
-        let service = service.clone();
-        async move { service.reader_after(seen).replica_name().is_some() }
-    })
-    .await;
+    wait_for_replay(&service).await;
     let stats_primary = Database::connect(pair.primary.url("app")).await.unwrap();
     let stats_replica = Database::connect(pair.standby.url("app")).await.unwrap();
     let primary_before = user_index_scans(&stats_primary).await;
@@ -108,12 +113,7 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
     let ada = user::create(service.connection(), new_user(1))
         .await
         .unwrap();
-    let seen = service.write_position().await.unwrap().unwrap();
-    wait_for("the replica to replay the insert", || {
-        let service = service.clone();
-        async move { service.reader_after(seen).replica_name().is_some() }
-    })
-    .await;
+    wait_for_replay(&service).await;
 
     pair.pause_replay().await;
     let changes = UserChanges {
@@ -146,16 +146,11 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
     assert_eq!(found, Some(bob));
 
     pair.resume_replay().await;
-    let written = service.write_position().await.unwrap().unwrap();
-    wait_for("the replica to catch up", || {
-        let service = service.clone();
-        async move { service.reader_after(written).replica_name().is_some() }
-    })
-    .await;
-    let fresh = user::get(&service.reader_after(written), ada.id)
-        .await
-        .unwrap();
-    assert_eq!(fresh.name, "Ada Lovelace");
+    wait_for_replay(&service).await;
+    let caught_up = service.reader();
+    assert!(caught_up.replica_name().is_some());
+    let fresh = user::get(&caught_up, ada.id).await.unwrap();
+    assert_eq!(fresh.name, "Ada Lovelace", "the replica has it now");
 }
 
 #[tokio::test]
@@ -165,12 +160,7 @@ async fn a_stopped_replica_costs_no_read_and_rejoins_when_it_is_back() {
     let ada = user::create(service.connection(), new_user(1))
         .await
         .unwrap();
-    let seen = service.write_position().await.unwrap().unwrap();
-    wait_for("the replica to replay the insert", || {
-        let service = service.clone();
-        async move { service.reader_after(seen).replica_name().is_some() }
-    })
-    .await;
+    wait_for_replay(&service).await;
     // Readers made before the stop still point at the replica.
     let readers: Vec<_> = (0..20).map(|_| service.reader()).collect();
 
