@@ -483,8 +483,7 @@ fn connect_options(config: &DatabaseConfig, role: Role) -> ConnectOptions {
         Some(idle) => options.test_before_acquire_if_idle_for(idle),
         None => options.test_before_acquire(false),
     };
-    if !config.url.is_sqlite() {
-        let setup = SessionSetup::new(config, role);
+    if let Some(setup) = SessionSetup::new(config, role).filter(|_| !config.url.is_sqlite()) {
         options.map_sqlx_postgres_pool_opts(move |pool| {
             let setup = setup.clone();
             pool.after_connect(move |conn, _| {
@@ -499,7 +498,7 @@ fn connect_options(config: &DatabaseConfig, role: Role) -> ConnectOptions {
 /// What every new PostgreSQL connection runs first, in one round trip (simple protocol): the
 /// session settings, sent as `SET` rather than as start-up parameters (which connection
 /// poolers such as PgBouncer refuse), and on the primary a check that the server is not a
-/// standby.
+/// standby. (A replica's role is its probe's business.)
 #[derive(Debug, Clone)]
 struct SessionSetup {
     sql: Arc<str>,
@@ -507,7 +506,8 @@ struct SessionSetup {
 }
 
 impl SessionSetup {
-    fn new(config: &DatabaseConfig, role: Role) -> Self {
+    /// The set-up for `role`, or `None` when there is nothing to run.
+    fn new(config: &DatabaseConfig, role: Role) -> Option<Self> {
         let mut sql = String::new();
         if let Some(timeout) = config.statement_timeout {
             sql.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
@@ -518,11 +518,13 @@ impl SessionSetup {
                 schema.replace('"', "\"\"")
             ));
         }
-        sql.push_str("SELECT pg_is_in_recovery()");
-        Self {
+        if role == Role::Primary {
+            sql.push_str("SELECT pg_is_in_recovery()");
+        }
+        (!sql.is_empty()).then(|| Self {
             sql: sql.into(),
             role,
-        }
+        })
     }
 
     async fn run(&self, conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
@@ -530,13 +532,15 @@ impl SessionSetup {
         let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(self.sql.to_string()))
             .fetch_all(conn)
             .await?;
-        let in_recovery = rows
-            .last()
-            .map(|row| row.try_get::<bool, _>(0))
-            .transpose()?
-            .unwrap_or(false);
-        if in_recovery && self.role == Role::Primary {
-            return Err(sqlx::Error::Configuration(Box::new(InRecovery)));
+        if self.role == Role::Primary {
+            let in_recovery = rows
+                .last()
+                .map(|row| row.try_get::<bool, _>(0))
+                .transpose()?
+                .unwrap_or(false);
+            if in_recovery {
+                return Err(sqlx::Error::Configuration(Box::new(InRecovery)));
+            }
         }
         Ok(())
     }
