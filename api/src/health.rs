@@ -7,8 +7,10 @@
 //! [`HealthReport`](service::HealthReport): backend, server version, pool numbers, migration
 //! and replica names, the driver's error text — useful to an operator, and to an attacker.
 //!
-//! 200 when healthy; 503 when degraded (migrations pending or unknown to this build, a replica
-//! out of rotation) or unhealthy, the latter with `Retry-After` like every outage.
+//! 200 when healthy, and when degraded only because a read replica is out of rotation (reads
+//! then go to the primary: the instance still serves everything); 503 when migrations are
+//! pending or unknown to this build, or when unhealthy, the latter with `Retry-After` like
+//! every outage.
 
 use axum::Json;
 use axum::extract::State;
@@ -51,9 +53,12 @@ impl From<&MigrationsReport> for MigrationCounts {
 /// within the health timeout (`DB_HEALTH_TIMEOUT`) even when the database is gone.
 async fn answer(db: &DatabaseService, details: bool) -> Response {
     let report = db.health().await;
-    let status = match report.status {
-        HealthStatus::Healthy => StatusCode::OK,
-        HealthStatus::Degraded | HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+    // A replica out of rotation leaves the instance able to serve everything from the
+    // primary: `degraded`, but 200, so a load balancer keeps it.
+    let status = if report.can_serve() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     let body = HealthBody {
         status: report.status,

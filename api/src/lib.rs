@@ -13,7 +13,7 @@
 //!
 //! | route                 | answers |
 //! | --------------------- | ------- |
-//! | `GET /health`         | 200 when healthy, 503 otherwise: status, latency, migration counts ([`health`]); the full report only with `API_HEALTH_DETAILS=true` |
+//! | `GET /health`         | 200 when the instance can serve (healthy, or degraded only by a read replica), 503 otherwise: status, latency, migration counts ([`health`]); the full report only with `API_HEALTH_DETAILS=true` |
 //! | `POST /users`         | 201 + `Location`, 409 email taken, 422 invalid, 400 malformed JSON |
 //! | `GET /users`          | `?limit=1..500` (default 50) `&after=ID`: `{"users": [...], "next_after": ID or null}` |
 //! | `GET /users/{id}`     | 200, 404 |
@@ -21,12 +21,15 @@
 //! | `DELETE /users/{id}`  | 204, 404 |
 //!
 //! A database outage answers 503 everywhere, with `Retry-After: 1` ([`error::RETRY_AFTER_SECS`]).
+//! With read replicas, the reads may be served by a replica and the writes answer with an
+//! `X-Read-After` header to send back for read-your-writes ([`read_your_writes`]).
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod read_your_writes;
 pub mod users;
 
 use std::future::Future;

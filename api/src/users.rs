@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use service::DatabaseService;
 use service::user::{self, NewUser, User, UserChanges, UserPage};
 
 use crate::error::ApiError;
+use crate::read_your_writes::{ReadAfter, after_write};
 
 /// Page size of `GET /users` without `limit`.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -93,11 +94,12 @@ pub struct ListParams {
     after: Option<String>,
 }
 
-/// `POST /users` → 201 with the user and `Location: /users/{id}`.
+/// `POST /users` → 201 with the user, `Location: /users/{id}` and, with read replicas,
+/// `X-Read-After` (see [`crate::read_your_writes`]).
 pub async fn create(
     State(db): State<DatabaseService>,
     body: Result<Json<CreateUser>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let created = user::create(
         db.connection(),
@@ -108,25 +110,29 @@ pub async fn create(
     )
     .await?;
     let location = format!("/users/{}", created.id);
-    Ok((
+    let response = (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(UserBody::from(created)),
-    ))
+    );
+    Ok(after_write(&db, response).await)
 }
 
-/// `GET /users/{id}` → 200 or 404.
+/// `GET /users/{id}` → 200 or 404; a replica may serve it (honouring `X-Read-After`).
 pub async fn get(
     State(db): State<DatabaseService>,
+    read_after: ReadAfter,
     id: Result<Path<i32>, PathRejection>,
 ) -> Result<Json<UserBody>, ApiError> {
     let Path(id) = id?;
-    Ok(Json(user::get(db.connection(), id).await?.into()))
+    Ok(Json(user::get(&read_after.reader(&db), id).await?.into()))
 }
 
-/// `GET /users?limit=N&after=ID` → a page in id order.
+/// `GET /users?limit=N&after=ID` → a page in id order; a replica may serve it (honouring
+/// `X-Read-After`).
 pub async fn list(
     State(db): State<DatabaseService>,
+    read_after: ReadAfter,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<UserPageBody>, ApiError> {
     let Query(params) = params?;
@@ -150,35 +156,36 @@ pub async fn list(
     };
     // The range of `limit` (1..=MAX_PAGE_SIZE) is the repository's rule: a 422 from there.
     Ok(Json(
-        user::list(db.connection(), limit, after).await?.into(),
+        user::list(&read_after.reader(&db), limit, after)
+            .await?
+            .into(),
     ))
 }
 
-/// `PATCH /users/{id}` → 200 with the changed user.
+/// `PATCH /users/{id}` → 200 with the changed user (and `X-Read-After` with replicas).
 pub async fn update(
     State(db): State<DatabaseService>,
     id: Result<Path<i32>, PathRejection>,
     body: Result<Json<UpdateUser>, JsonRejection>,
-) -> Result<Json<UserBody>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path(id) = id?;
     let Json(body) = body?;
     let changes = UserChanges {
         email: body.email,
         name: body.name,
     };
-    Ok(Json(
-        user::update(db.connection(), id, changes).await?.into(),
-    ))
+    let updated: UserBody = user::update(db.connection(), id, changes).await?.into();
+    Ok(after_write(&db, Json(updated)).await)
 }
 
-/// `DELETE /users/{id}` → 204 or 404.
+/// `DELETE /users/{id}` → 204 or 404 (and `X-Read-After` with replicas).
 pub async fn delete(
     State(db): State<DatabaseService>,
     id: Result<Path<i32>, PathRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let Path(id) = id?;
     user::delete(db.connection(), id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(after_write(&db, StatusCode::NO_CONTENT).await)
 }
 
 fn non_empty(value: Option<&str>) -> Option<&str> {

@@ -92,6 +92,9 @@ struct Cfg {
     health_ops: u64,
     impl_name: String,
     variant: Variant,
+    /// `BENCH_REPLICA_URL`: a streaming standby of the server; point-select then reads
+    /// through `DatabaseService::reader()` (this project's own setting, for `bench/scale.sh`).
+    replica_url: Option<String>,
 }
 
 /// `DB_BENCH_VARIANT`: the repository's path, or a slower one kept for comparison.
@@ -159,13 +162,20 @@ impl Cfg {
             health_ops: env_or("BENCH_HEALTH_OPS", 10_000)?,
             impl_name: env_or("BENCH_IMPL_NAME", "seaorm".to_owned())?,
             variant: Variant::from_env()?,
+            replica_url: std::env::var("BENCH_REPLICA_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
         })
     }
 
     /// `BENCH_DATABASE_URL` with `sslmode=BENCH_SSLMODE` appended (libpq style).
     fn url_with_sslmode(&self) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}sslmode={}", self.url, self.sslmode)
+        self.with_sslmode(&self.url)
+    }
+
+    fn with_sslmode(&self, url: &str) -> String {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}sslmode={}", self.sslmode)
     }
 }
 
@@ -206,6 +216,9 @@ fn emit(cfg: &Cfg, workload: &str, m: Measured) {
     if let Some(variant) = cfg.variant.name() {
         extra.push_str(&format!(r#","variant":"{variant}""#));
     }
+    if cfg.replica_url.is_some() {
+        extra.push_str(r#","read_from":"replica""#);
+    }
     for (key, value) in &m.extra {
         extra.push_str(&format!(r#","{key}":"{value}""#));
     }
@@ -232,7 +245,34 @@ async fn connect(cfg: &Cfg) -> Result<DatabaseService, BoxErr> {
     let mut config = DatabaseConfig::new(DatabaseUrl::parse(cfg.url_with_sslmode())?);
     config.max_connections = cfg.p;
     config.min_connections = cfg.p;
+    if let Some(replica) = &cfg.replica_url {
+        config.replica_urls = vec![DatabaseUrl::parse(cfg.with_sslmode(replica))?];
+    }
     let service = DatabaseService::connect(&config).await?;
+    if cfg.replica_url.is_some() {
+        let started = Instant::now();
+        while service.reader().replica_name().is_none() {
+            if started.elapsed().as_secs() > 10 {
+                return Err("the replica did not enter rotation within 10 s".into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Warm the replica's pool: P readers at once, a few reads each.
+        let warmers: Vec<_> = (0..cfg.p)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        user::get_as::<BenchUser, _>(&service.reader(), 1).await?;
+                    }
+                    Ok::<_, service::Error>(())
+                })
+            })
+            .collect();
+        for warmer in warmers {
+            warmer.await??;
+        }
+    }
     // Warm the pool: hold all P connections at once so every one is established
     // (min_connections is filled in the background), then give them back.
     let pool = service.connection().get_postgres_connection_pool();
@@ -293,13 +333,16 @@ where
 async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr> {
     let n = i32::try_from(cfg.n)?;
     let variant = cfg.variant;
+    let through_reader = cfg.replica_url.is_some();
     let db = db.clone();
     run_concurrent(cfg, cfg.point_ops, move |_| {
         let db = db.clone();
         async move {
             let id = fastrand::i32(1..=n);
             // (`insert` changes only bulk-insert.)
-            let u: BenchUser = if matches!(variant, Variant::Product | Variant::Insert) {
+            let u: BenchUser = if through_reader {
+                user::get_as(&db.reader(), id).await?
+            } else if matches!(variant, Variant::Product | Variant::Insert) {
                 user::get_as(db.connection(), id).await?
             } else {
                 select_variant(variant, &db, id)

@@ -43,6 +43,8 @@ pub mod exit_code {
     pub const UNKNOWN: u8 = 4;
     /// `check`: the entities and the migrations differ (the differences are on stdout).
     pub const DIFFERENT: u8 = 5;
+    /// `status --json`: an applied migration's source changed since it was applied.
+    pub const CHANGED: u8 = 6;
 }
 
 /// The migrator's arguments.
@@ -61,14 +63,9 @@ pub struct Cli {
     #[arg(short = 's', long, global = true, env = "DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
 
-    /// Database URL; unset means the embedded SQLite file `data/db.sqlite`.
-    #[arg(
-        short = 'u',
-        long,
-        global = true,
-        env = "DATABASE_URL",
-        hide_env_values = true
-    )]
+    /// Database URL [default: `DATABASE_DIRECT_URL`, else `DATABASE_URL`, else the embedded
+    /// SQLite file `data/db.sqlite`].
+    #[arg(short = 'u', long, global = true)]
     pub database_url: Option<String>,
 
     /// Server on which `check` and `autogenerate` create their scratch databases (PostgreSQL;
@@ -145,6 +142,12 @@ pub enum Command {
     },
     /// Apply pending migrations.
     Up {
+        /// Print the SQL instead of running it (the database is only read).
+        #[arg(long)]
+        sql: bool,
+        /// Go on although an applied migration's source changed since it was applied.
+        #[arg(long, env = "MIGRATION_ALLOW_CHANGED", value_parser = clap::builder::FalseyValueParser::new())]
+        allow_changed: bool,
         /// Apply only the next N pending migrations.
         #[arg(short = 'n', long, conflicts_with = "to")]
         num: Option<u32>,
@@ -163,6 +166,9 @@ pub enum Command {
         /// Roll back every applied migration (needs --force).
         #[arg(long)]
         all: bool,
+        /// Print the SQL instead of running it (the database is only read).
+        #[arg(long, conflicts_with = "all")]
+        sql: bool,
         #[command(flatten)]
         force: Force,
     },
@@ -214,6 +220,9 @@ pub enum CliError {
     /// `generate` failed.
     #[error("cannot generate the migration: {0}")]
     Generate(String),
+    /// `up --sql` or `down --sql` could not write the script.
+    #[error("cannot write the SQL offline: {0}")]
+    Offline(String),
     /// `check` or `autogenerate` could not compare.
     #[error("cannot compare the entities with the migrations: {0}")]
     Autogenerate(String),
@@ -226,7 +235,7 @@ pub enum CliError {
 /// the outcome into an exit status (errors go to stderr, one line).
 #[must_use]
 pub fn main() -> ExitCode {
-    // `.env` first, so `DATABASE_URL` from it is seen by the argument parser.
+    // `.env` first, so `DATABASE_URL` (and `DATABASE_DIRECT_URL`) from it are seen.
     let dotenv = crate::database_url::load_dotenv();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
@@ -251,6 +260,9 @@ pub fn main() -> ExitCode {
 /// A [`CliError`] naming what failed.
 pub fn run(cli: Cli) -> Result<u8, CliError> {
     let command = cli.command.clone().unwrap_or(Command::Up {
+        allow_changed: std::env::var("MIGRATION_ALLOW_CHANGED")
+            .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false" | "no" | "off")),
+        sql: false,
         num: None,
         to: None,
     });
@@ -274,16 +286,79 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     runtime.block_on(async {
         let db = connect(&cli).await?;
         let lock_timeout = Duration::from_secs(cli.lock_timeout);
-        let outcome = execute(&db, &command, lock_timeout).await;
+        let outcome = match &command {
+            Command::Up { sql: true, .. } | Command::Down { sql: true, .. } => {
+                offline(&cli, &db, &command).await
+            }
+            _ => execute(&db, &command, lock_timeout).await,
+        };
         let _ = db.close().await;
         outcome
     })
 }
 
-/// Where the database is: `-u`/`DATABASE_URL`, else the embedded SQLite file. The one place
-/// the migrator resolves its URL.
+/// The database to migrate: `-u`, else `DATABASE_DIRECT_URL` (the server itself, when
+/// `DATABASE_URL` points at a connection pooler: the migration lock needs a session of its
+/// own), else `DATABASE_URL`, else the embedded SQLite file. (`sea-orm-cli migrate -u URL`
+/// passes its URL as `DATABASE_URL`.) The one place the migrator resolves its URL.
 fn database_url(cli: &Cli) -> UrlSource {
-    UrlSource::from_option(cli.database_url.clone())
+    let env = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|url: &String| !url.trim().is_empty())
+    };
+    UrlSource::from_option(
+        cli.database_url
+            .clone()
+            .or_else(|| env("DATABASE_DIRECT_URL"))
+            .or_else(|| env("DATABASE_URL")),
+    )
+}
+
+/// `up --sql`, `down --sql`: print what would run (see [`crate::offline`]).
+async fn offline(cli: &Cli, db: &DatabaseConnection, command: &Command) -> Result<u8, CliError> {
+    let status = read_status(db).await?;
+    let failed = |source| CliError::Migrate {
+        command: "offline",
+        source,
+    };
+    if !status.unknown.is_empty() {
+        return Err(failed(MigrateError::UnknownApplied {
+            versions: status.unknown.iter().map(|u| u.version.clone()).collect(),
+        }));
+    }
+    let direction = match command {
+        Command::Up { num, to, .. } => crate::offline::Direction::Up(match (num, to) {
+            (_, Some(version)) => match status.pending.iter().position(|p| p == version) {
+                Some(i) => i + 1,
+                None if status.applied.iter().any(|a| &a.version == version) => 0,
+                None => return Err(failed(MigrateError::NoSuchMigration(version.clone()))),
+            },
+            (Some(n), None) => status.pending.len().min(*n as usize),
+            (None, None) => status.pending.len(),
+        }),
+        Command::Down { num, to, .. } => crate::offline::Direction::Down(match to {
+            Some(version) => match status.applied.iter().position(|a| &a.version == version) {
+                Some(i) => status.applied.len() - i - 1,
+                None if status.pending.contains(version) => {
+                    return Err(failed(MigrateError::NotApplied(version.clone())));
+                }
+                None => return Err(failed(MigrateError::NoSuchMigration(version.clone()))),
+            },
+            None => status.applied.len().min(*num as usize),
+        }),
+        _ => return Ok(exit_code::OK),
+    };
+    let script = crate::offline::script::<Migrator>(
+        &database_url(cli).url(),
+        cli.shadow_database_url.as_deref(),
+        &status,
+        direction,
+    )
+    .await
+    .map_err(CliError::Offline)?;
+    print_stdout(&script);
+    Ok(exit_code::OK)
 }
 
 /// `check` and `autogenerate`: compare on scratch databases of the URL's backend.
@@ -401,13 +476,23 @@ async fn execute(
 ) -> Result<u8, CliError> {
     let failed = |command: &'static str| move |source| CliError::Migrate { command, source };
     match command {
-        Command::Up { num, to } => {
+        Command::Up {
+            num,
+            to,
+            allow_changed,
+            ..
+        } => {
             let target = match (num, to) {
                 (_, Some(version)) => UpTo::Version(version.clone()),
                 (Some(n), None) => UpTo::Steps(*n),
                 (None, None) => UpTo::Latest,
             };
-            runner::up::<Migrator>(db, target, lock_timeout)
+            let changed = if *allow_changed {
+                runner::Changed::Allow
+            } else {
+                runner::Changed::Refuse
+            };
+            runner::up_with::<Migrator>(db, target, lock_timeout, changed)
                 .await
                 .map_err(failed("up"))?;
         }
@@ -416,6 +501,7 @@ async fn execute(
             to,
             all,
             force,
+            ..
         } => {
             let target = match (to, all) {
                 (_, true) => {
@@ -453,6 +539,8 @@ async fn execute(
                 print_stdout(&status_json(&status));
                 return Ok(if !status.unknown.is_empty() {
                     exit_code::UNKNOWN
+                } else if !status.changed.is_empty() {
+                    exit_code::CHANGED
                 } else if !status.pending.is_empty() {
                     exit_code::PENDING
                 } else {
@@ -579,7 +667,15 @@ async fn tables(db: &DatabaseConnection) -> Result<Vec<String>, sea_orm_migratio
 fn status_text(status: &MigrationStatus) -> String {
     let mut out = String::new();
     for applied in &status.applied {
-        out.push_str(&format!("applied  {}\n", applied.version));
+        if status.changed.contains(&applied.version) {
+            out.push_str(&format!(
+                "changed  {}  (applied, then its source was edited: `up` refuses until it is \
+                 restored or run with --allow-changed)\n",
+                applied.version
+            ));
+        } else {
+            out.push_str(&format!("applied  {}\n", applied.version));
+        }
     }
     for pending in &status.pending {
         out.push_str(&format!("pending  {pending}\n"));
@@ -608,6 +704,7 @@ fn status_json(status: &MigrationStatus) -> String {
         "applied": recorded(&status.applied),
         "pending": status.pending.iter().map(|v| serde_json::json!({ "version": v })).collect::<Vec<_>>(),
         "unknown": recorded(&status.unknown),
+        "changed": status.changed.iter().map(|v| serde_json::json!({ "version": v })).collect::<Vec<_>>(),
     });
     format!("{document}\n")
 }

@@ -106,6 +106,9 @@ impl ConnectFailure {
                 Some("53300") => Self::TooManyConnections,
                 // SQLITE_CANTOPEN
                 Some("14") => Self::CannotOpenFile,
+                // duplicate_prepared_statement, invalid_sql_statement_name: a statement of
+                // another client connection, or one missing, on a shared server session
+                Some("42P05" | "26000") => Self::TransactionPooler,
                 // protocol_violation, as PgBouncer reports a start-up parameter it does not know
                 Some("08P01") if db.message().starts_with("unsupported startup parameter") => {
                     Self::StartupParameterRefused(
@@ -243,7 +246,8 @@ pub async fn connect(options: ConnectOptions) -> Result<DatabaseConnection, Conn
 ///   out", while a plain connection says at once whether the host, port, password or database
 ///   name is wrong;
 /// * the two connections tell whether a pooler shares server sessions between them (see
-///   [`server_sessions`]).
+///   [`server_sessions`]);
+/// * a server in recovery (a standby: read-only) is refused, since the pool is for writes.
 ///
 /// On PostgreSQL the start-up parameter `extra_float_digits`, which sqlx sends by default and
 /// PgBouncer refuses unless told to ignore it, is not sent: PostgreSQL 12 and newer already
@@ -294,18 +298,19 @@ async fn probe_postgres(
     let options = options.extra_float_digits(None);
     let probe = async {
         let mut first = options.connect().await.map_err(failure)?;
+        let standby = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
+            .fetch_one(&mut first)
+            .await
+            .map_err(failure)?;
+        if standby {
+            let _ = first.close().await;
+            return Err(ConnectFailure::Standby);
+        }
         let outcome = match options.connect().await {
             Ok(mut second) => {
                 let outcome = server_sessions(&mut first, &mut second).await;
                 let _ = second.close().await;
-                outcome.map_err(|err| match err {
-                    sqlx::Error::Database(db)
-                        if matches!(db.code().as_deref(), Some("42P05" | "26000")) =>
-                    {
-                        ConnectFailure::TransactionPooler
-                    }
-                    other => failure(other),
-                })
+                outcome.map_err(failure)
             }
             Err(e) => Err(failure(e)),
         };
@@ -319,16 +324,17 @@ async fn probe_postgres(
 
 /// Whether two client connections, open at the same time, run on server sessions of their own.
 ///
-/// Every sqlx connection names its first prepared statement `sqlx_s_1`. So: `first` prepares
-/// and runs `SELECT pg_backend_pid()`, then `second` does the same, then `first` runs its
-/// cached statement again. Directly or through a pooler in session mode, each has its own
-/// server session: no error, two different pids, and `first`'s pid unchanged. Through a pooler
-/// in transaction mode, the server session `first` used goes back to the pooler after each
-/// statement (PgBouncer hands out the most recently used one first), so `second` lands on it
-/// and finds `sqlx_s_1` already there (`42P05`), or `first` lands on another and finds no
-/// `sqlx_s_1` (`26000`): server sessions are shared, and statements collide. A pooler that
-/// keeps prepared statements apart shows the same pid twice, or `first`'s pid changing,
-/// without an error.
+/// Every sqlx connection numbers its prepared statements from `sqlx_s_1`, so any two name
+/// some statement alike. `first` has prepared one already (the recovery check); it now runs
+/// `SELECT pg_backend_pid()`, then `second` prepares and runs the same as its `sqlx_s_1`, then
+/// `first` runs its cached statement again. Directly or through a pooler in session mode, each
+/// has its own server session: no error, two different pids, and `first`'s pid unchanged.
+/// Through a pooler in transaction mode, the server session `first` used goes back to the
+/// pooler after each statement (PgBouncer hands out the most recently used one first), so
+/// `second` lands on it and finds `sqlx_s_1` already there (`42P05`), or `first` lands on
+/// another and finds its statement missing (`26000`): server sessions are shared, and
+/// statements collide. A pooler that keeps prepared statements apart shows the same pid
+/// twice, or `first`'s pid changing, without an error.
 async fn server_sessions(
     first: &mut sqlx::PgConnection,
     second: &mut sqlx::PgConnection,

@@ -4,21 +4,25 @@
 //! it did when it was written, whatever the entities look like later.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{SqlErr, TransactionSession, TransactionTrait};
+use sea_orm_migration::sea_orm::{SqlErr, TransactionTrait};
 
 #[derive(DeriveIden)]
 enum User {
     Table,
+    Id,
     Email,
 }
 
-/// Lower-cases every email in `user` in one set-based statement and returns how many rows it
-/// changed. Rows already in lower case are not touched, so running it twice changes nothing.
+/// Lower-cases every email in `user` in keyset batches (see [`crate::batch`]), each batch its
+/// own short transaction, and returns how many rows it changed. Rows already in lower case
+/// are not touched, so running it again (after a crash) finishes the work and changes nothing
+/// twice.
 ///
-/// When lowering would make two addresses equal, the statement fails on the column's unique
-/// constraint; this function then rolls back to a savepoint (so nothing is changed) and returns
-/// an error naming every group of colliding addresses. Looking for collisions only after the
-/// failure keeps the common path to the single `UPDATE`.
+/// Before the first batch it looks for addresses that lower-casing would make equal; if there
+/// are any it changes nothing and returns an error naming every group. A collision created by
+/// a writer while the walk runs stops it at that batch (the unique constraint refuses it),
+/// with the same error; the batches before it stay done (lower-cased addresses are valid
+/// under either schema).
 ///
 /// # Errors
 ///
@@ -27,34 +31,43 @@ pub async fn lowercase_emails<C>(db: &C) -> Result<u64, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
+    refuse_collisions(db).await?;
     let lower_email = || Func::lower(Expr::col(User::Email));
-    let update = Query::update()
-        .table(User::Table)
-        .value(User::Email, lower_email())
-        .and_where(Expr::col(User::Email).ne(lower_email()))
-        .to_owned();
-
-    let savepoint = db.begin().await?;
-    match savepoint.execute(&update).await {
-        Ok(result) => {
-            savepoint.commit().await?;
-            Ok(result.rows_affected())
-        }
+    let walk = crate::batch::Batches::new("lower-case emails", User::Table, User::Id);
+    let outcome = walk
+        .run(db, |after, upto| {
+            Query::update()
+                .table(User::Table)
+                .value(User::Email, lower_email())
+                .and_where(Expr::col(User::Id).gt(after))
+                .and_where(Expr::col(User::Id).lte(upto))
+                .and_where(Expr::col(User::Email).ne(lower_email()))
+                .to_owned()
+        })
+        .await;
+    match outcome {
         Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            savepoint.rollback().await?;
-            let collisions = email_collisions(db).await?;
-            Err(DbErr::Migration(format!(
-                "cannot lower-case emails: these addresses differ only in case, \
-                 merge or rename them first: {}",
-                collisions
-                    .iter()
-                    .map(|group| group.join(" = "))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )))
+            refuse_collisions(db).await?;
+            Err(err)
         }
-        Err(err) => Err(err),
+        other => other,
     }
+}
+
+async fn refuse_collisions<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    let collisions = email_collisions(db).await?;
+    if collisions.is_empty() {
+        return Ok(());
+    }
+    Err(DbErr::Migration(format!(
+        "cannot lower-case emails: these addresses differ only in case, merge or rename them \
+         first: {}",
+        collisions
+            .iter()
+            .map(|group| group.join(" = "))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
 }
 
 /// Groups of addresses that are equal once lower-cased, each sorted, groups in order.

@@ -13,8 +13,11 @@
 //!   migrate check` and `cargo migrate autogenerate NAME`.
 //! * [`status`] reads what is applied without writing anything.
 //!
-//! Every migration runs in a transaction on every backend (`use_transaction` returns
-//! `Some(true)`): a migration that fails part-way leaves nothing behind.
+//! Every migration runs in a transaction on SQLite. On PostgreSQL too (`use_transaction`
+//! returns `Some(true)`), except the two that keep a big `user` table writable (keyset
+//! batches, a concurrent index: see [`batch`] and [`online`]), which are written to be run
+//! again after an interruption; every PostgreSQL migration runs with a lock timeout and
+//! retries ([`lock_wait`]).
 //!
 //! New migrations: `sea-orm-cli migrate generate NAME` (or `cargo migrate generate NAME`)
 //! writes `src/mYYYYMMDD_HHMMSS_NAME.rs` and adds it to the list below. The generator rewrites
@@ -26,11 +29,17 @@ pub use sea_orm_migration::prelude::*;
 pub mod alter;
 #[cfg(feature = "cli")]
 pub mod autogen;
+pub mod batch;
+pub mod checksum;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod connect;
 pub mod data;
 pub mod database_url;
+pub mod lock_wait;
+#[cfg(feature = "cli")]
+pub mod offline;
+pub mod online;
 pub mod runner;
 mod schema_dump;
 mod status;

@@ -1,5 +1,9 @@
 //! Data migration: lower-cases every stored email, so that the case-insensitive unique index of
-//! the next migration can be built. The work lives in [`crate::data::lowercase_emails`].
+//! the next migration can be built. The work lives in [`crate::data::lowercase_emails`]: keyset
+//! batches, each its own short transaction, so writers to `user` never wait for more than one
+//! batch. On PostgreSQL the migration is therefore not one transaction (`use_transaction` is
+//! `Some(false)`): a run that dies part-way is finished by the next `up`, which changes only
+//! what is left. On SQLite the migrator runs it in one transaction as every migration.
 //!
 //! `down` is a deliberate no-op: the original casing is gone and cannot be restored, and the
 //! lower-cased data is valid under the previous schema.
@@ -22,6 +26,6 @@ impl MigrationTrait for Migration {
     }
 
     fn use_transaction(&self) -> Option<bool> {
-        Some(true)
+        Some(false)
     }
 }

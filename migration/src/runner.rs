@@ -37,6 +37,7 @@ use sea_orm_migration::sea_orm::{
 };
 
 use crate::MigrationStatus;
+use crate::lock_wait::{self, Blockers, LockWait};
 
 /// The advisory lock key: FNV-1a (64 bit) of the migrations table's name, `seaql_migrations`,
 /// as a signed integer: `SELECT pg_advisory_lock(426561254407358603)`. Any tool that wants to
@@ -93,6 +94,32 @@ pub enum MigrateError {
     UnknownApplied {
         /// Their names.
         versions: Vec<String>,
+    },
+    /// Applied migrations whose source changed after they were applied (their recorded
+    /// checksum differs from this build's).
+    #[error(
+        "these applied migrations were edited after they were applied: {}; the database ran \
+         their old text. Restore their source (and put the change in a new migration), or run \
+         with --allow-changed (MIGRATION_ALLOW_CHANGED=1) if the edit changes nothing that ran",
+        .0.join(", ")
+    )]
+    Changed(Vec<String>),
+    /// A migration could not get its lock within the lock timeout, on every try (PostgreSQL).
+    #[error(
+        "migration {migration} could not get its lock within {} ms, {tries} times; nothing of \
+         it was applied. Blocked by {blocked_by}. Let that transaction finish (or end it), \
+         then run again; MIGRATION_LOCK_WAIT and MIGRATION_LOCK_RETRIES set the wait",
+        .wait.as_millis()
+    )]
+    LockWait {
+        /// The migration.
+        migration: String,
+        /// How many times it was tried.
+        tries: u32,
+        /// The lock timeout of each try.
+        wait: Duration,
+        /// The sessions seen blocking it (no query text).
+        blocked_by: String,
     },
     /// `--to` names no migration of this build.
     #[error("no migration named {0} in this build (see `status`)")]
@@ -159,8 +186,33 @@ pub async fn up<M: MigratorTrait>(
     target: UpTo,
     lock_timeout: Duration,
 ) -> Result<Vec<String>, MigrateError> {
+    up_with::<M>(db, target, lock_timeout, Changed::Refuse).await
+}
+
+/// What `up` does when an applied migration's source changed since it was applied (see
+/// [`crate::checksum`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// Stop with [`MigrateError::Changed`] (the default).
+    Refuse,
+    /// Go on (`--allow-changed`, `MIGRATION_ALLOW_CHANGED=1`); the recorded checksums stay,
+    /// so `status` keeps naming the migration.
+    Allow,
+}
+
+/// [`up`], saying what to do about applied migrations whose source changed.
+///
+/// # Errors
+///
+/// As for [`up`].
+pub async fn up_with<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    target: UpTo,
+    lock_timeout: Duration,
+    changed: Changed,
+) -> Result<Vec<String>, MigrateError> {
     with_lock(db, lock_timeout, async |conn| {
-        up_locked::<M>(conn, &target).await
+        up_locked::<M>(conn, &target, changed).await
     })
     .await
 }
@@ -194,7 +246,9 @@ pub async fn refresh<M: MigratorTrait>(
 ) -> Result<(), MigrateError> {
     with_lock(db, lock_timeout, async |conn| {
         down_locked::<M>(conn, &DownTo::Nothing).await?;
-        up_locked::<M>(conn, &UpTo::Latest).await.map(|_| ())
+        up_locked::<M>(conn, &UpTo::Latest, Changed::Refuse)
+            .await
+            .map(|_| ())
     })
     .await
 }
@@ -210,6 +264,9 @@ pub async fn reset<M: MigratorTrait>(
 ) -> Result<(), MigrateError> {
     with_lock(db, lock_timeout, async |conn| {
         down_locked::<M>(conn, &DownTo::Nothing).await?;
+        crate::checksum::drop_table(&conn.session)
+            .await
+            .map_err(db_err("drop the checksum table"))?;
         M::uninstall(&conn.session)
             .await
             .map_err(db_err("drop the migrations table"))
@@ -230,7 +287,14 @@ pub async fn fresh<M: MigratorTrait>(
     with_lock(db, lock_timeout, async |conn| {
         M::fresh(&conn.session)
             .await
-            .map_err(db_err("drop everything and re-apply the migrations"))
+            .map_err(db_err("drop everything and re-apply the migrations"))?;
+        let applied = M::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect::<Vec<_>>();
+        crate::checksum::record(&conn.session, &applied, true)
+            .await
+            .map_err(db_err("record the migrations' checksums"))
     })
     .await
 }
@@ -238,8 +302,46 @@ pub async fn fresh<M: MigratorTrait>(
 async fn up_locked<M: MigratorTrait>(
     conn: &Locked,
     target: &UpTo,
+    changed: Changed,
 ) -> Result<Vec<String>, MigrateError> {
-    let status = step(conn, async |session| checked_status::<M>(session).await).await?;
+    let status = step(conn, async |session| {
+        let status = checked_status::<M>(session).await?;
+        let applied: Vec<String> = status.applied.iter().map(|a| a.version.clone()).collect();
+        let recorded = crate::checksum::recorded(&session.exec())
+            .await
+            .map_err(db_err("read the migrations' checksums"))?;
+        let edited = crate::checksum::changed(applied.iter().map(String::as_str), &recorded);
+        if !edited.is_empty() {
+            if changed == Changed::Refuse {
+                return Err(MigrateError::Changed(edited));
+            }
+            tracing::warn!(
+                "Going on although these applied migrations changed since they were applied: {}",
+                edited.join(", ")
+            );
+        }
+        // A database migrated before checksums were kept adopts this build's as its baseline;
+        // one that recorded a superseded source (see `checksum::SUPERSEDED`) gets the current.
+        let superseded: Vec<String> = applied
+            .iter()
+            .filter(|v| {
+                recorded.get(*v).is_some_and(|r| {
+                    Some(r.as_str()) != crate::checksum::of(v) && crate::checksum::accepts(v, r)
+                })
+            })
+            .cloned()
+            .collect();
+        if applied.iter().any(|v| !recorded.contains_key(v)) || !superseded.is_empty() {
+            crate::checksum::record(&session.exec(), &applied, false)
+                .await
+                .map_err(db_err("record the migrations' checksums"))?;
+            crate::checksum::record(&session.exec(), &superseded, true)
+                .await
+                .map_err(db_err("record the migrations' checksums"))?;
+        }
+        Ok(status)
+    })
+    .await?;
     let count = match target {
         UpTo::Latest => status.pending.len(),
         UpTo::Steps(n) => status.pending.len().min(*n as usize),
@@ -259,22 +361,34 @@ async fn up_locked<M: MigratorTrait>(
     }
     let mut applied = Vec::with_capacity(count);
     for name in status.pending.into_iter().take(count) {
-        let ran = step(conn, async |session| {
-            // Read again inside the step: on SQLite another migrator may have applied it.
-            let now = checked_status::<M>(session).await?;
-            if now.pending.first() != Some(&name) {
-                return Ok(false);
+        let mut tries = 0;
+        let ran = loop {
+            let watch = watch_blockers(conn);
+            let outcome = step(conn, async |session| {
+                // Read again inside the step: on SQLite another migrator may have applied it.
+                let now = checked_status::<M>(session).await?;
+                if now.pending.first() != Some(&name) {
+                    return Ok(false);
+                }
+                M::up(session.exec(), Some(1))
+                    .await
+                    .map_err(|source| MigrateError::Failed {
+                        migration: name.clone(),
+                        direction: "up",
+                        source,
+                    })?;
+                crate::checksum::record(&session.exec(), std::slice::from_ref(&name), true)
+                    .await
+                    .map_err(db_err("record the migration's checksum"))?;
+                Ok(true)
+            })
+            .await;
+            if let Some(ran) =
+                retry_on_lock_timeout(conn, &name, watch, outcome, &mut tries).await?
+            {
+                break ran;
             }
-            M::up(session.exec(), Some(1))
-                .await
-                .map_err(|source| MigrateError::Failed {
-                    migration: name.clone(),
-                    direction: "up",
-                    source,
-                })?;
-            Ok(true)
-        })
-        .await?;
+        };
         if ran {
             applied.push(name);
         }
@@ -304,26 +418,90 @@ async fn down_locked<M: MigratorTrait>(
     }
     let mut rolled_back = Vec::with_capacity(count);
     for name in applied.into_iter().rev().take(count) {
-        let ran = step(conn, async |session| {
-            let now = checked_status::<M>(session).await?;
-            if applied_in_code_order::<M>(&now).last() != Some(&name) {
-                return Ok(false);
+        let mut tries = 0;
+        let ran = loop {
+            let watch = watch_blockers(conn);
+            let outcome = step(conn, async |session| {
+                let now = checked_status::<M>(session).await?;
+                if applied_in_code_order::<M>(&now).last() != Some(&name) {
+                    return Ok(false);
+                }
+                M::down(session.exec(), Some(1))
+                    .await
+                    .map_err(|source| MigrateError::Failed {
+                        migration: name.clone(),
+                        direction: "down",
+                        source,
+                    })?;
+                crate::checksum::forget(&session.exec(), std::slice::from_ref(&name))
+                    .await
+                    .map_err(db_err("forget the migration's checksum"))?;
+                Ok(true)
+            })
+            .await;
+            if let Some(ran) =
+                retry_on_lock_timeout(conn, &name, watch, outcome, &mut tries).await?
+            {
+                break ran;
             }
-            M::down(session.exec(), Some(1))
-                .await
-                .map_err(|source| MigrateError::Failed {
-                    migration: name.clone(),
-                    direction: "down",
-                    source,
-                })?;
-            Ok(true)
-        })
-        .await?;
+        };
         if ran {
             rolled_back.push(name);
         }
     }
     Ok(rolled_back)
+}
+
+/// Starts watching what blocks the migration session (PostgreSQL).
+fn watch_blockers(conn: &Locked) -> Option<Blockers> {
+    match (conn.holder_pid, &conn.watcher) {
+        (Some(pid), Some(watcher)) => Some(Blockers::watch(watcher.clone(), pid)),
+        _ => None,
+    }
+}
+
+/// After one try of a migration's step: its value, or `None` after a lock timeout with tries
+/// left (having paused before the next, see [`crate::lock_wait`]), or the error; after the
+/// last try the error names what blocked it.
+async fn retry_on_lock_timeout<T>(
+    conn: &Locked,
+    migration: &str,
+    watch: Option<Blockers>,
+    outcome: Result<T, MigrateError>,
+    tries: &mut u32,
+) -> Result<Option<T>, MigrateError> {
+    let blocked_by = watch.and_then(Blockers::stop);
+    match outcome {
+        Err(MigrateError::Failed { source, .. })
+            if conn.holder_pid.is_some() && lock_wait::is_lock_timeout(&source) =>
+        {
+            let wait = conn.lock_wait;
+            *tries += 1;
+            let blocked_by = blocked_by.unwrap_or_else(|| {
+                "a session that released its lock before it could be named".to_owned()
+            });
+            if *tries > wait.retries {
+                return Err(MigrateError::LockWait {
+                    migration: migration.to_owned(),
+                    tries: *tries,
+                    wait: wait.timeout,
+                    blocked_by,
+                });
+            }
+            let pause = LockWait::backoff(*tries);
+            tracing::warn!(
+                "{migration}: no lock within {} ms (blocked by {blocked_by}); nothing applied, \
+                 trying again in {} ms ({}/{})",
+                wait.timeout.as_millis(),
+                pause.as_millis(),
+                tries,
+                wait.retries
+            );
+            tokio::time::sleep(pause).await;
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
 }
 
 /// The applied migrations in the code's order (the order `down` undoes them in reverse).
@@ -354,6 +532,9 @@ async fn checked_status<M: MigratorTrait>(
 struct Locked {
     session: DatabaseConnection,
     holder_pid: Option<i32>,
+    /// The caller's connection, which watches what blocks the session (PostgreSQL).
+    watcher: Option<DatabaseConnection>,
+    lock_wait: LockWait,
 }
 
 /// One step of a run: on SQLite an immediate transaction (it takes the write lock at once, so
@@ -410,9 +591,16 @@ async fn with_lock<T>(
     let session = dedicated_session(db).await?;
     let outcome = async {
         acquire(&session, timeout).await?;
+        let lock_wait = LockWait::from_env();
+        session
+            .execute_raw(lock_wait.set_statement())
+            .await
+            .map_err(db_err("set the lock timeout"))?;
         let locked = Locked {
             holder_pid: Some(backend_pid(&session).await?),
             session: session.clone(),
+            watcher: Some(db.clone()),
+            lock_wait,
         };
         let result = work(&locked).await;
         // Released explicitly here; if this fails (the connection died), the server has
@@ -477,6 +665,8 @@ async fn with_sqlite_session<T>(
     let locked = Locked {
         session: session.clone(),
         holder_pid: None,
+        watcher: None,
+        lock_wait: LockWait::default(),
     };
     let outcome = work(&locked).await;
     if enforced {

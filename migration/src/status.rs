@@ -24,6 +24,9 @@ pub struct MigrationStatus {
     /// Recorded in the database but absent from the code: applied by a newer (or different)
     /// build. `up` and `down` refuse to run until this is resolved.
     pub unknown: Vec<AppliedMigration>,
+    /// Applied, and edited since: the checksum recorded when it was applied differs from this
+    /// build's source (see [`crate::checksum`]). `up` refuses to run until this is resolved.
+    pub changed: Vec<String>,
 }
 
 impl MigrationStatus {
@@ -63,10 +66,16 @@ where
     } else {
         Vec::new()
     };
-    Ok(compare(
+    let mut status = compare(
         M::migrations().iter().map(|m| m.name().to_owned()),
         recorded,
-    ))
+    );
+    let checksums = crate::checksum::recorded(db).await?;
+    status.changed = crate::checksum::changed(
+        status.applied.iter().map(|a| a.version.as_str()),
+        &checksums,
+    );
+    Ok(status)
 }
 
 fn compare(

@@ -174,10 +174,7 @@ fn table_ref_name(table: &TableRef) -> Option<String> {
     }
 }
 
+/// Through the statement path (not `execute_unprepared`), so offline mode (`up --sql`) sees it.
 async fn execute(manager: &SchemaManager<'_>, sql: String) -> Result<(), DbErr> {
-    manager
-        .get_connection()
-        .execute_unprepared(&sql)
-        .await
-        .map(|_| ())
+    crate::alter::execute(manager, sql).await
 }

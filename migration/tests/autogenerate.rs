@@ -403,7 +403,7 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
     for (code, out) in scratch.check(&pg) {
         assert_eq!(code, Some(0), "check after alter_post: {out}");
     }
-    let (_dbs, migrated) = round_trip(
+    let (dbs, migrated) = round_trip(
         &scratch,
         "alter_post",
         Some(
@@ -420,6 +420,38 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
             "1",
             "{url}: the post survived rebuilding the table it references"
         );
+    }
+
+    // 4. Editing an applied migration: `status` names it, `up` refuses, `--allow-changed`
+    //    goes on.
+    let bio = scratch
+        .migrations()
+        .into_iter()
+        .find(|m| m.ends_with("_add_user_bio.rs"))
+        .unwrap();
+    let version = bio.trim_end_matches(".rs").to_owned();
+    let file = format!("migration/src/{bio}");
+    let text = std::fs::read_to_string(scratch.path(&file)).unwrap();
+    std::fs::write(
+        scratch.path(&file),
+        text + "// edited after it was applied\n",
+    )
+    .unwrap();
+    scratch.build("edit add_user_bio");
+    for url in dbs.urls() {
+        let status = scratch.ok("status after the edit", &url, &["status"]);
+        assert!(
+            status.contains(&format!("changed  {version}")),
+            "{url}: {status}"
+        );
+        let up = scratch.migrator(&url, &["up"]);
+        let message = String::from_utf8_lossy(&up.stderr);
+        assert_eq!(up.status.code(), Some(1), "{url}: {message}");
+        assert!(
+            message.contains(&version) && message.contains("--allow-changed"),
+            "{message}"
+        );
+        scratch.ok("up --allow-changed", &url, &["up", "--allow-changed"]);
     }
 
     // The shadow databases are gone.

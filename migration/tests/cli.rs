@@ -2,16 +2,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use service::testing::{TestBackend, TestCluster, TestDatabase};
+use service::testing::{PoolMode, TestBackend, TestCluster, TestDatabase, TestPgBouncer};
 
 fn migrator(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_migration"));
     command
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_DIRECT_URL")
         .env_remove("DATABASE_SCHEMA")
         .env_remove("MIGRATION_LOCK_TIMEOUT")
         .env_remove("MIGRATION_FORCE")
@@ -384,4 +386,422 @@ async fn check_agrees_on_both_backends_and_leaves_no_scratch_database() {
         .await;
         assert_eq!(left, 0, "the scratch databases of `check` are dropped");
     }
+}
+
+#[tokio::test]
+async fn a_migration_whose_recorded_checksum_differs_is_named_by_status_and_stops_up() {
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+    let first = run(&url, &["up", "-n", "2"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // As if the source of the first migration had been edited after it was applied.
+    db.connection()
+        .execute_unprepared(
+            "UPDATE seaql_migrations_checksum SET checksum = 'edited' \
+             WHERE version = 'm20261127_000001_create_user_table'",
+        )
+        .await
+        .unwrap();
+
+    let status = run(&url, &["status"]);
+    let listing = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        listing.contains("changed  m20261127_000001_create_user_table"),
+        "{listing}"
+    );
+    let json = run(&url, &["status", "--json"]);
+    assert_eq!(json.status.code(), Some(6), "{}", stderr(&json));
+
+    let refused = run(&url, &["up"]);
+    let message = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("m20261127_000001_create_user_table")
+            && message.contains("--allow-changed"),
+        "{message}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM seaql_migrations").await,
+        2,
+        "nothing ran"
+    );
+
+    let allowed = migrator(&["-u", &url, "up"])
+        .env("MIGRATION_ALLOW_CHANGED", "1")
+        .output()
+        .unwrap();
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 3);
+}
+
+#[tokio::test]
+async fn a_database_migrated_before_checksums_keeps_working_and_gets_them_on_the_next_up() {
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+    assert!(run(&url, &["up", "-n", "1"]).status.success());
+    db.connection()
+        .execute_unprepared("DROP TABLE seaql_migrations_checksum")
+        .await
+        .unwrap();
+    let status = run(&url, &["status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(!String::from_utf8_lossy(&status.stdout).contains("changed"));
+    let up = run(&url, &["up"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM seaql_migrations_checksum").await,
+        3,
+        "the applied migration got its baseline and the new ones theirs"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
+    let cluster = cluster_with_app().await;
+    let bouncer = TestPgBouncer::start(cluster.port(), PoolMode::Transaction, 2);
+
+    let refused = migrator(&["up"])
+        .env("DATABASE_URL", bouncer.url("app"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    assert!(message.contains("transaction mode"), "{message}");
+    assert!(message.contains("DATABASE_DIRECT_URL"), "{message}");
+
+    let applied = migrator(&["up"])
+        .env("DATABASE_URL", bouncer.url("app"))
+        .env("DATABASE_DIRECT_URL", cluster.url("app"))
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert_all_applied(&cluster.url("app")).await;
+}
+
+/// Runs `tool` (psql or sqlite3) on `script`; fails saying how to install it when it is missing.
+fn apply_script(tool: &str, args: &[&str], script: &[u8]) {
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {tool} ({e}): install it (Debian: apt-get install postgresql-client sqlite3)")
+        });
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{tool}: {}", stderr(&output));
+}
+
+#[tokio::test]
+async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_of_up_and_changes_nothing() {
+    let offline = TestDatabase::empty(TestBackend::Postgres).await;
+    let online = TestDatabase::empty(TestBackend::Postgres).await;
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("offline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
+    let (sqlite_offline, sqlite_online) = (sqlite("offline.db"), sqlite("online.db"));
+    let pg_offline = offline.config().url.expose_secret().to_string();
+    let pg_online = online.config().url.expose_secret().to_string();
+
+    for (offline_url, online_url) in [(&pg_offline, &pg_online), (&sqlite_offline, &sqlite_online)]
+    {
+        let script = run(offline_url, &["up", "--sql"]);
+        assert!(script.status.success(), "{}", stderr(&script));
+        let status = run(offline_url, &["status", "--json"]);
+        assert_eq!(status.status.code(), Some(3), "up --sql applied nothing");
+        if offline_url.starts_with("postgres") {
+            apply_script(
+                "psql",
+                &["-q", "-v", "ON_ERROR_STOP=1", "-d", offline_url, "-f", "-"],
+                &script.stdout,
+            );
+        } else {
+            let file = dir.join("offline.db");
+            apply_script(
+                "sqlite3",
+                &["-bail", &file.display().to_string()],
+                &script.stdout,
+            );
+        }
+        assert!(run(online_url, &["up"]).status.success());
+        let schema = |url: &str| String::from_utf8(run(url, &["schema"]).stdout).unwrap();
+        assert_eq!(schema(offline_url), schema(online_url), "{offline_url}");
+        assert_eq!(
+            run(offline_url, &["status", "--json"]).status.code(),
+            Some(0)
+        );
+
+        // And back: `down --sql -n 1` undoes the last one like `down`.
+        let script = run(offline_url, &["down", "--sql", "-n", "1"]);
+        assert!(script.status.success(), "{}", stderr(&script));
+        let text = String::from_utf8_lossy(&script.stdout);
+        assert!(text.contains("user_email_lower_key"), "{text}");
+        if offline_url.starts_with("postgres") {
+            apply_script(
+                "psql",
+                &["-q", "-v", "ON_ERROR_STOP=1", "-d", offline_url, "-f", "-"],
+                &script.stdout,
+            );
+        } else {
+            let file = dir.join("offline.db");
+            apply_script(
+                "sqlite3",
+                &["-bail", &file.display().to_string()],
+                &script.stdout,
+            );
+        }
+        assert!(run(online_url, &["down"]).status.success());
+        assert_eq!(
+            schema(offline_url),
+            schema(online_url),
+            "{offline_url} after down"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `user` with `rows` upper-case emails `User<id>@Example.COM`, the first migration applied.
+async fn seeded(rows: u32) -> TestDatabase {
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+    let first = run(&url, &["up", "--to", "m20261127_000001_create_user_table"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    db.connection()
+        .execute_unprepared(&format!(
+            "INSERT INTO \"user\" (email, name) \
+             SELECT 'User' || g || '@Example.COM', 'u' || g FROM generate_series(1, {rows}) g"
+        ))
+        .await
+        .unwrap();
+    db
+}
+
+#[tokio::test]
+async fn a_migrator_killed_mid_way_is_finished_by_the_next_up_changing_each_email_once() {
+    let rows = 200_000;
+    let db = seeded(rows).await;
+    let url = db.config().url.expose_secret();
+    // Small batches with a pause, so the walk is still running when it is killed.
+    let mut child = migrator(&["-u", &url, "up"])
+        .env("MIGRATION_BATCH_SIZE", "2000")
+        .env("MIGRATION_BATCH_PAUSE_MS", "20")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lowered = "SELECT count(*) FROM \"user\" WHERE email = lower(email)";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&db, lowered).await < 20_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the walk never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let part = count(&db, lowered).await;
+    assert!(
+        part < i64::from(rows),
+        "killed mid-way ({part} of {rows} done)"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM seaql_migrations").await,
+        1,
+        "the interrupted migration is not recorded"
+    );
+
+    let again = run(&url, &["up"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 3);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM \"user\" WHERE email <> 'user' || id || '@example.com'"
+        )
+        .await,
+        0,
+        "every email lower-cased, each exactly its own"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM \"user\"").await,
+        i64::from(rows)
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname = 'user_email_lower_key' AND i.indisvalid"
+        )
+        .await,
+        1,
+        "a valid index"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_index_left_by_an_interrupted_build_is_built_again() {
+    let db = seeded(100).await;
+    let url = db.config().url.expose_secret();
+    assert!(run(&url, &["up", "-n", "1"]).status.success());
+    // A concurrent build that failed (here: a duplicate) leaves an INVALID index behind.
+    let conn = db.connection();
+    conn.execute_unprepared(
+        "INSERT INTO \"user\" (email, name) VALUES ('user1@EXAMPLE.com', 'dup')",
+    )
+    .await
+    .unwrap();
+    let failed = conn
+        .execute_unprepared(
+            "CREATE UNIQUE INDEX CONCURRENTLY user_email_lower_key ON \"user\" (lower(email))",
+        )
+        .await;
+    assert!(failed.is_err());
+    let invalid = "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                   WHERE c.relname = 'user_email_lower_key' AND NOT i.indisvalid";
+    assert_eq!(count(&db, invalid).await, 1);
+    conn.execute_unprepared("DELETE FROM \"user\" WHERE name = 'dup'")
+        .await
+        .unwrap();
+
+    let up = run(&url, &["up"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert!(
+        stderr(&up).contains("INVALID"),
+        "says what it found: {}",
+        stderr(&up)
+    );
+    assert_eq!(count(&db, invalid).await, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'user_email_lower_key'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_ddl_migration_blocked_by_a_long_transaction_gives_up_naming_it_while_the_application_goes_on()
+ {
+    let db = seeded(1000).await;
+    let url = db.config().url.expose_secret();
+    assert!(run(&url, &["up", "-n", "1"]).status.success());
+    // A long transaction that wrote to `user` and sits idle, holding its lock.
+    let holder = sea_orm::Database::connect(url.as_str()).await.unwrap();
+    let holder_tx = sea_orm::TransactionTrait::begin(&holder).await.unwrap();
+    holder_tx
+        .execute_unprepared("UPDATE \"user\" SET name = 'held' WHERE id = 1")
+        .await
+        .unwrap();
+    let holder_pid: i32 = holder_tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_backend_pid()",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+
+    let child = migrator(&["-u", &url, "up"])
+        .env("MIGRATION_LOCK_WAIT", "0.3")
+        .env("MIGRATION_LOCK_RETRIES", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Meanwhile the application reads and writes other rows, each promptly.
+    let app = db.connection();
+    let started = std::time::Instant::now();
+    let mut slowest = std::time::Duration::ZERO;
+    let mut writes = 0;
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let t = std::time::Instant::now();
+        let id = 2 + writes % 900;
+        service::user::update(
+            app,
+            id,
+            service::user::UserChanges {
+                name: Some(format!("w{writes}")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        service::user::get(app, id).await.unwrap();
+        slowest = slowest.max(t.elapsed());
+        writes += 1;
+    }
+    let output = child.wait_with_output().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains(&format!("pid {holder_pid}")) && message.contains("3 times"),
+        "names the blocking session: {message}"
+    );
+    assert!(!message.contains("UPDATE"), "no query text: {message}");
+    assert!(writes > 10, "the application kept writing ({writes})");
+    assert!(
+        slowest < std::time::Duration::from_secs(1),
+        "no application query waited behind the migration ({slowest:?})"
+    );
+    holder_tx.rollback().await.unwrap();
+    let after = run(&url, &["up"]);
+    assert!(
+        after.status.success(),
+        "runs once the transaction is gone: {}",
+        stderr(&after)
+    );
+}
+
+#[tokio::test]
+async fn through_a_session_pooler_the_migrator_works_under_its_lock() {
+    let cluster = cluster_with_app().await;
+    let bouncer = TestPgBouncer::start(cluster.port(), PoolMode::Session, 4);
+
+    for args in [&["up"][..], &["status"], &["down"], &["up"]] {
+        let output = migrator(args)
+            .env("DATABASE_URL", bouncer.url("app"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    assert_all_applied(&cluster.url("app")).await;
+}
+
+/// A private cluster with an empty database `app`.
+async fn cluster_with_app() -> TestCluster {
+    let cluster = TestCluster::start();
+    let admin = sea_orm::Database::connect(cluster.admin_url())
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared("CREATE DATABASE app")
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    cluster
+}
+
+/// Asserts that every migration of this build is recorded in the database at `url`.
+async fn assert_all_applied(url: &str) {
+    let direct = sea_orm::Database::connect(url).await.unwrap();
+    let applied: i64 = direct
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    let known = <migration::Migrator as migration::MigratorTrait>::migrations().len();
+    assert_eq!(applied, i64::try_from(known).unwrap());
 }

@@ -14,6 +14,7 @@
 //! | `DB_IDLE_TIMEOUT`     | `10m`                            | close connections idle this long (`off` to keep them) |
 //! | `DB_MAX_LIFETIME`     | `30m`                            | recycle connections this old (`off` to keep them) |
 //! | `DB_PING_AFTER_IDLE`  | `30s`                            | ping a pooled connection before handing it out if it sat idle this long (`0`: on every checkout, `off`: never) |
+//! | `DB_CONNECTION_HOLD`  | `10ms`                           | the repositories' PostgreSQL fast path keeps a connection between statements this long, skipping the release round trip (`off`: give it back after each) |
 //! | `DB_CONNECT_DEADLINE` | `30s`                            | how long [`DatabaseService::connect`](crate::DatabaseService::connect) keeps retrying while the server starts |
 //! | `DB_HEALTH_TIMEOUT`   | `2s`                             | upper bound of [`DatabaseService::health`](crate::DatabaseService::health) |
 //! | `DB_APPLICATION_NAME` | the executable's name            | `application_name` in `pg_stat_activity` |
@@ -151,6 +152,11 @@ pub struct DatabaseConfig {
     /// dropped the quiet connection). `Some(Duration::ZERO)` pings on every checkout, one
     /// extra round trip per query; `None` never pings.
     pub ping_after_idle: Option<Duration>,
+    /// How long the repositories' PostgreSQL fast path keeps a pooled connection between its
+    /// statements before giving it back (sqlx pings every connection given back: one more
+    /// round trip per statement); `None` gives it back after every statement. Callers waiting
+    /// on the pool wait at most about twice this for a held connection.
+    pub connection_hold: Option<Duration>,
     /// How long `connect` retries, with exponential backoff, while the server is starting.
     pub connect_deadline: Duration,
     /// Upper bound of one `health()` call.
@@ -193,6 +199,7 @@ impl DatabaseConfig {
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
             ping_after_idle: Some(Duration::from_secs(30)),
+            connection_hold: Some(Duration::from_millis(10)),
             connect_deadline: Duration::from_secs(30),
             health_timeout: Duration::from_secs(2),
             application_name: default_application_name(),
@@ -255,6 +262,9 @@ impl DatabaseConfig {
                 "off" | "none" | "never" => None,
                 _ => Some(parse_duration("DB_PING_AFTER_IDLE", &value)?),
             };
+        }
+        if let Some(value) = get("DB_CONNECTION_HOLD") {
+            config.connection_hold = parse_optional_duration("DB_CONNECTION_HOLD", &value)?;
         }
         if let Some(value) = get("DB_CONNECT_DEADLINE") {
             config.connect_deadline = parse_duration("DB_CONNECT_DEADLINE", &value)?;
@@ -328,6 +338,7 @@ impl DatabaseConfig {
             ("DB_IDLE_TIMEOUT", self.idle_timeout),
             ("DB_MAX_LIFETIME", self.max_lifetime),
             ("DB_PING_AFTER_IDLE", self.ping_after_idle),
+            ("DB_CONNECTION_HOLD", self.connection_hold),
             ("DB_STATEMENT_TIMEOUT", self.statement_timeout),
             (
                 "DB_REPLICA_PROBE_INTERVAL",
@@ -522,6 +533,7 @@ mod tests {
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(600)));
         assert_eq!(config.max_lifetime, Some(Duration::from_secs(1800)));
         assert_eq!(config.ping_after_idle, Some(Duration::from_secs(30)));
+        assert_eq!(config.connection_hold, Some(Duration::from_millis(10)));
         assert_eq!(config.connect_deadline, Duration::from_secs(30));
         assert_eq!(config.health_timeout, Duration::from_secs(2));
         assert!(config.replica_urls.is_empty());
@@ -542,6 +554,7 @@ mod tests {
             ("DB_IDLE_TIMEOUT", "off"),
             ("DB_MAX_LIFETIME", "2m"),
             ("DB_PING_AFTER_IDLE", "5s"),
+            ("DB_CONNECTION_HOLD", "off"),
             ("DB_CONNECT_DEADLINE", "1.5s"),
             ("DB_HEALTH_TIMEOUT", "500ms"),
             ("DB_APPLICATION_NAME", "orders-api"),
@@ -569,6 +582,7 @@ mod tests {
         assert_eq!(config.idle_timeout, None);
         assert_eq!(config.max_lifetime, Some(Duration::from_secs(120)));
         assert_eq!(config.ping_after_idle, Some(Duration::from_secs(5)));
+        assert_eq!(config.connection_hold, None);
         assert_eq!(config.connect_deadline, Duration::from_millis(1500));
         assert_eq!(config.health_timeout, Duration::from_millis(500));
         assert_eq!(config.application_name, "orders-api");

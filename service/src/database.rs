@@ -15,6 +15,7 @@ use sea_orm::{
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::error::{Error, Result};
 use crate::health::{HealthReport, HealthStatus, MigrationsReport, PoolReport};
+use crate::routing::held::HeldConnections;
 use crate::routing::replicas::{self, ReplicaSet};
 use crate::routing::{Reader, WalPosition};
 
@@ -33,6 +34,8 @@ pub struct DatabaseService {
 
 struct Inner {
     db: DatabaseConnection,
+    /// The fast path's held connections of each PostgreSQL pool (`DB_CONNECTION_HOLD`).
+    held: Vec<Arc<HeldConnections>>,
     /// The read replicas and their probes; `None` without `DATABASE_REPLICA_URLS`.
     replicas: Option<Arc<ReplicaSet>>,
     /// Whether a connection pooler in transaction mode shares the primary's server sessions.
@@ -149,6 +152,14 @@ impl DatabaseService {
             "connected to the database"
         );
         let replicas = open_replicas(config, &db).await?;
+        let held = match config.connection_hold {
+            Some(hold) => std::iter::once(&db)
+                .chain(replicas.iter().flat_map(|set| set.connections()))
+                .filter_map(crate::routing::pool_of)
+                .map(|pool| HeldConnections::register(pool, hold))
+                .collect(),
+            None => Vec::new(),
+        };
         let direct = config.direct_url.clone().map(|url| {
             let mut direct = config.clone();
             direct.url = url;
@@ -157,6 +168,7 @@ impl DatabaseService {
         });
         Ok(Self {
             inner: Arc::new(Inner {
+                held,
                 replicas,
                 sessions,
                 direct,
@@ -376,6 +388,9 @@ impl DatabaseService {
     ///
     /// [`Error::Database`] if closing fails.
     pub async fn close(&self) -> Result<()> {
+        for held in &self.inner.held {
+            held.unregister();
+        }
         if let Some(replicas) = &self.inner.replicas {
             replicas.close().await;
         }
@@ -425,6 +440,14 @@ impl DatabaseService {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for held in &self.held {
+            held.unregister();
+        }
+    }
+}
+
 /// Which node a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -460,8 +483,7 @@ fn connect_options(config: &DatabaseConfig, role: Role) -> ConnectOptions {
         Some(idle) => options.test_before_acquire_if_idle_for(idle),
         None => options.test_before_acquire(false),
     };
-    if !config.url.is_sqlite() {
-        let setup = SessionSetup::new(config, role);
+    if let Some(setup) = SessionSetup::new(config, role).filter(|_| !config.url.is_sqlite()) {
         options.map_sqlx_postgres_pool_opts(move |pool| {
             let setup = setup.clone();
             pool.after_connect(move |conn, _| {
@@ -476,7 +498,7 @@ fn connect_options(config: &DatabaseConfig, role: Role) -> ConnectOptions {
 /// What every new PostgreSQL connection runs first, in one round trip (simple protocol): the
 /// session settings, sent as `SET` rather than as start-up parameters (which connection
 /// poolers such as PgBouncer refuse), and on the primary a check that the server is not a
-/// standby.
+/// standby. (A replica's role is its probe's business.)
 #[derive(Debug, Clone)]
 struct SessionSetup {
     sql: Arc<str>,
@@ -484,7 +506,8 @@ struct SessionSetup {
 }
 
 impl SessionSetup {
-    fn new(config: &DatabaseConfig, role: Role) -> Self {
+    /// The set-up for `role`, or `None` when there is nothing to run.
+    fn new(config: &DatabaseConfig, role: Role) -> Option<Self> {
         let mut sql = String::new();
         if let Some(timeout) = config.statement_timeout {
             sql.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
@@ -495,11 +518,13 @@ impl SessionSetup {
                 schema.replace('"', "\"\"")
             ));
         }
-        sql.push_str("SELECT pg_is_in_recovery()");
-        Self {
+        if role == Role::Primary {
+            sql.push_str("SELECT pg_is_in_recovery()");
+        }
+        (!sql.is_empty()).then(|| Self {
             sql: sql.into(),
             role,
-        }
+        })
     }
 
     async fn run(&self, conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
@@ -507,17 +532,22 @@ impl SessionSetup {
         let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(self.sql.to_string()))
             .fetch_all(conn)
             .await?;
-        let in_recovery = rows
-            .last()
-            .map(|row| row.try_get::<bool, _>(0))
-            .transpose()?
-            .unwrap_or(false);
-        if in_recovery && self.role == Role::Primary {
-            return Err(sqlx::Error::Configuration(Box::new(InRecovery)));
+        if self.role == Role::Primary {
+            let in_recovery = rows
+                .last()
+                .map(|row| row.try_get::<bool, _>(0))
+                .transpose()?
+                .unwrap_or(false);
+            if in_recovery {
+                return Err(sqlx::Error::Configuration(Box::new(InRecovery)));
+            }
         }
         Ok(())
     }
 }
+
+/// How long a read waits for a replica's connection before it goes to the primary instead.
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The replicas' pools (connecting lazily, so one that is down fails nothing here) and their
 /// probes; `None` without replicas.
@@ -534,6 +564,8 @@ async fn open_replicas(
         replica.url = url.clone();
         let mut options = connect_options(&replica, Role::Replica);
         options
+            // A read that cannot get a replica connection soon goes to the primary instead.
+            .acquire_timeout(config.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT))
             .connect_lazy(true)
             .map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None));
         let conn = Database::connect(options)

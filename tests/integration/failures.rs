@@ -465,14 +465,14 @@ async fn idle_connections_broken_by_a_server_restart_are_replaced_before_use() {
     let never = failures_after_restart(&cluster, None).await;
     assert_eq!(
         never, 4,
-        "without the ping every dead connection fails a query"
+        "without the ping every dead connection fails a write"
     );
     let after_idle = failures_after_restart(&cluster, Some(Duration::from_millis(50))).await;
     assert_eq!(after_idle, 0, "idle connections are pinged and replaced");
 }
 
 /// Fills a pool of 4 connections, restarts the server, waits past `ping_after_idle` and runs 4
-/// reads at once (one per pooled connection); returns how many failed.
+/// writes at once (one per pooled connection); returns how many failed.
 async fn failures_after_restart(cluster: &TestCluster, ping_after_idle: Option<Duration>) -> usize {
     let mut config = DatabaseConfig::new(DatabaseUrl::parse(cluster.admin_url()).unwrap());
     config.max_connections = 4;
@@ -509,17 +509,28 @@ async fn failures_after_restart(cluster: &TestCluster, ping_after_idle: Option<D
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let reads: Vec<_> = (0..4)
-        .map(|_| {
+    // Writes: a read that finds its connection dead is run again on another one.
+    let writes: Vec<_> = (0..4)
+        .map(|n| {
             let service = service.clone();
-            tokio::spawn(async move { user::get(service.connection(), id).await })
+            let email = format!(
+                "after-{n}-{}@x.io",
+                ping_after_idle.map_or(0, |d| d.as_millis())
+            );
+            tokio::spawn(async move {
+                let new = NewUser {
+                    email: email.clone(),
+                    name: "After".into(),
+                };
+                (email, user::create(service.connection(), new).await)
+            })
         })
         .collect();
     let mut failures = 0;
-    for read in reads {
-        match read.await.unwrap() {
-            Ok(found) => assert_eq!(found.id, id),
-            Err(err) => {
+    for write in writes {
+        match write.await.unwrap() {
+            (email, Ok(stored)) => assert_eq!(stored.email, email),
+            (_, Err(err)) => {
                 assert!(
                     err.is_unavailable(),
                     "a dead connection is Unavailable: {err:?}"

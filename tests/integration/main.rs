@@ -9,8 +9,12 @@
 mod bulk;
 mod failures;
 mod health;
+mod held_connections;
 mod migrations;
+mod online_migrations;
+mod poolers;
 mod refusals;
+mod replicas;
 mod service;
 mod sql;
 mod test_support;

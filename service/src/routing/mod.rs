@@ -17,6 +17,7 @@
 
 pub(crate) mod bulk;
 mod cached;
+pub(crate) mod held;
 mod reader;
 pub(crate) mod replicas;
 
@@ -30,7 +31,8 @@ use sea_orm::{
 };
 use sea_query_sqlx::SqlxValues;
 
-use crate::error::is_read_only_refusal;
+use crate::error::{Error, is_read_only_refusal};
+use held::HeldConnections;
 
 pub(crate) use cached::CachedSql;
 pub use reader::Reader;
@@ -65,14 +67,14 @@ where
     };
     let sql = sql.sql(DbBackend::Postgres);
     if let Some(replica) = replica {
-        match fetch_optional_on(replica.pool(), sql, values.clone()).await {
+        match fetch_optional_on(replica.pool(), sql, values.clone(), Kind::Read).await {
             Ok(Some(row)) => return decode(row),
             // Not there yet, perhaps: the primary knows.
             Ok(None) => {}
             Err(err) => replica.read_failed(&err),
         }
     }
-    fetch_optional_on(primary, sql, values)
+    fetch_optional_on(primary, sql, values, Kind::Read)
         .await?
         .map(decode)
         .transpose()
@@ -96,7 +98,7 @@ where
     match target(db) {
         Target::Seaorm => seaorm_optional(db, sql, values).await,
         Target::Primary(primary) | Target::Reader { primary, .. } => {
-            fetch_optional_on(primary, sql.sql(DbBackend::Postgres), values)
+            fetch_optional_on(primary, sql.sql(DbBackend::Postgres), values, Kind::Write)
                 .await?
                 .map(decode)
                 .transpose()
@@ -170,8 +172,19 @@ fn decode<M: FromQueryResult>(row: sqlx::postgres::PgRow) -> Result<M, DbErr> {
     M::from_query_result(&QueryResult::from(row), "")
 }
 
-/// Runs `sql` with `values` on a connection checked out of `pool` and returns its first row,
-/// if any. The connection goes back to the pool before the row is decoded.
+/// Whether a statement only reads (and may be run again) or writes (and may not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+}
+
+/// Runs `sql` with `values` on a connection of `pool` and returns its first row, if any.
+///
+/// The connection is one the fast path holds between statements when the pool's connections
+/// are held (`DB_CONNECTION_HOLD`, see [`held`]): one round trip instead of two. A read that
+/// fails because its connection was lost (a server restart, a terminated session) is run once
+/// more on another connection; a write is not.
 ///
 /// Checking out here, instead of passing `&PgPool` as the executor, is deliberate: sqlx's
 /// `Executor for &Pool` boxes a future that holds both the checkout and the query, and copying
@@ -182,25 +195,105 @@ async fn fetch_optional_on(
     pool: &sqlx::PgPool,
     sql: &'static str,
     values: Vec<Value>,
+    kind: Kind,
 ) -> Result<Option<sqlx::postgres::PgRow>, DbErr> {
-    let mut conn = pool.acquire().await.map_err(query_error)?;
-    let result = sqlx::query_with(sql, SqlxValues(Values(values)))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_error);
-    if result.as_ref().is_err_and(is_read_only_refusal) {
-        conn.close_on_drop();
-        retire_idle_sessions(pool);
+    let held = HeldConnections::of(pool);
+    let again = (kind == Kind::Read).then(|| values.clone());
+    let checkout = async {
+        match &held {
+            Some(held) => held.checkout().await,
+            None => held::Checkout::from_pool(pool).await,
+        }
+    };
+    match (
+        attempt(pool, held.as_ref(), checkout, sql, values).await,
+        again,
+    ) {
+        (Ok(row), _) => Ok(row),
+        (Err(Attempt::Statement(err)), Some(values))
+            if Error::from_db("read", err.clone()).is_unavailable() =>
+        {
+            // The other held connections most likely died with this one.
+            if let Some(held) = &held {
+                held.release_all();
+            }
+            let fresh = held::Checkout::answering(pool);
+            attempt(pool, held.as_ref(), fresh, sql, values)
+                .await
+                .map_err(Attempt::into_inner)
+        }
+        (Err(failed), _) => Err(failed.into_inner()),
     }
-    result
 }
 
-/// After the server refused a write as read-only (`25006`): closes the pool's idle sessions, so
+/// Where an attempt failed.
+enum Attempt {
+    /// No connection could be had (the pool timed out or is closed): trying again would wait
+    /// again.
+    Checkout(DbErr),
+    /// The statement failed on its connection.
+    Statement(DbErr),
+}
+
+impl Attempt {
+    fn into_inner(self) -> DbErr {
+        match self {
+            Self::Checkout(err) | Self::Statement(err) => err,
+        }
+    }
+}
+
+/// One attempt of [`fetch_optional_on`]: the connection `checkout` gives, the statement, and
+/// the connection held again after success (when `held`). After a failure the connection goes
+/// back through sqlx's path, which pings (or closes) it; after a read-only refusal it and the
+/// pool's other sessions are closed.
+async fn attempt(
+    pool: &sqlx::PgPool,
+    held: Option<&Arc<HeldConnections>>,
+    checkout: impl Future<Output = Result<held::Checkout, sqlx::Error>>,
+    sql: &'static str,
+    values: Vec<Value>,
+) -> Result<Option<sqlx::postgres::PgRow>, Attempt> {
+    let mut checkout = checkout
+        .await
+        .map_err(|err| Attempt::Checkout(query_error(err)))?;
+    let result = fetch_optional(&mut checkout.conn, sql, values).await;
+    match &result {
+        Ok(_) => {
+            if let Some(held) = held {
+                held.done(checkout);
+            }
+        }
+        Err(err) if is_read_only_refusal(err) => {
+            // Sessions keep the read-only state they started with: none may serve again.
+            checkout.conn.close_on_drop();
+            retire_idle_sessions(pool);
+        }
+        Err(_) => {}
+    }
+    result.map_err(Attempt::Statement)
+}
+
+async fn fetch_optional(
+    conn: &mut sqlx::PgConnection,
+    sql: &'static str,
+    values: Vec<Value>,
+) -> Result<Option<sqlx::postgres::PgRow>, DbErr> {
+    sqlx::query_with(sql, SqlxValues(Values(values)))
+        .fetch_optional(conn)
+        .await
+        .map_err(query_error)
+}
+
+/// After the server refused a write as read-only (`25006`): closes the pool's idle (and held) sessions, so
 /// that the next statements run on new ones. A session keeps the read-only state it started
 /// with (`default_transaction_read_only` set on the database or role, a standby behind the
 /// address after a failover), so without this, writes would keep failing on it after the
 /// server or database is writable again, until `DB_MAX_LIFETIME` retires it.
 fn retire_idle_sessions(pool: &sqlx::PgPool) {
+    if let Some(held) = HeldConnections::of(pool) {
+        held.close_all();
+    }
     for _ in 0..pool.num_idle() {
         match pool.try_acquire() {
             Some(mut conn) => conn.close_on_drop(),

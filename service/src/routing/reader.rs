@@ -18,7 +18,9 @@ use super::replicas::Replica;
 /// is made (keep one per request, not longer); without replicas, or with none in rotation, it
 /// is the primary. On a replica:
 /// * a query that fails is run again on the primary (a replica that cannot be reached also
-///   leaves rotation at once), so callers never see an error because a replica failed;
+///   leaves rotation at once, and readers made before skip it from then on), so callers never
+///   see an error because a replica failed; a replica that has no connection to give within
+///   a second is given up for that query;
 /// * a lookup that finds no row is asked again on the primary (a row written a moment ago may
 ///   not have arrived yet), so a create followed by a read never answers "not found";
 /// * writes (`execute`) go to the primary. Transactions are not offered: begin them on
@@ -34,11 +36,11 @@ impl Reader {
         Self { primary, replica }
     }
 
-    /// Which node serves this reader's queries: the replica's `host:port/database`, or `None`
-    /// for the primary.
+    /// Which node serves this reader's queries now: the replica's `host:port/database`, or
+    /// `None` for the primary.
     #[must_use]
     pub fn replica_name(&self) -> Option<&str> {
-        self.replica.as_deref().map(|replica| replica.name.as_str())
+        self.replica().map(|replica| replica.name.as_str())
     }
 
     /// The primary's pool.
@@ -46,9 +48,11 @@ impl Reader {
         &self.primary
     }
 
-    /// The replica chosen, if any.
+    /// The replica chosen, while it is in rotation.
     pub(crate) fn replica(&self) -> Option<&Replica> {
-        self.replica.as_deref()
+        self.replica
+            .as_deref()
+            .filter(|replica| replica.in_rotation())
     }
 }
 
@@ -75,7 +79,7 @@ impl ConnectionTrait for Reader {
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        if let Some(replica) = &self.replica {
+        if let Some(replica) = self.replica() {
             match replica.conn.query_one_raw(stmt.clone()).await {
                 Ok(Some(row)) => return Ok(Some(row)),
                 // Not there yet, perhaps: the primary knows.
@@ -87,7 +91,7 @@ impl ConnectionTrait for Reader {
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        if let Some(replica) = &self.replica {
+        if let Some(replica) = self.replica() {
             match replica.conn.query_all_raw(stmt.clone()).await {
                 Ok(rows) => return Ok(rows),
                 Err(err) => replica.read_failed(&err),

@@ -165,6 +165,11 @@ impl ReplicaSet {
         }
     }
 
+    /// The replicas' pools.
+    pub(crate) fn connections(&self) -> impl Iterator<Item = &DatabaseConnection> {
+        self.nodes.iter().map(|node| &node.conn)
+    }
+
     /// A replica in rotation that has replayed at least `after` (any, when `None`), taking
     /// turns; `None` when there is none (the caller reads from the primary).
     pub(crate) fn choose(&self, after: Option<WalPosition>) -> Option<Arc<Replica>> {
@@ -280,6 +285,12 @@ impl Replica {
     /// The replica's sqlx pool.
     pub(crate) fn pool(&self) -> &sea_orm::sqlx::PgPool {
         self.conn.get_postgres_connection_pool()
+    }
+
+    /// Whether reads may go to it now (a reader made earlier checks again before each
+    /// query, so it skips a replica that has failed since).
+    pub(crate) fn in_rotation(&self) -> bool {
+        self.in_rotation.load(Ordering::Relaxed)
     }
 
     /// A read on this replica failed: when the replica could not be reached, it leaves

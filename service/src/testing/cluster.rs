@@ -45,25 +45,62 @@ impl TestCluster {
             .unwrap_or_else(|err| panic!("cannot start a test cluster: {err}"))
     }
 
-    pub(super) fn try_start(password: Option<&str>) -> Result<Self, String> {
-        let bin = find_postgres_bin()?;
-        let dir = std::env::temp_dir().join(format!("db_test_cluster_{}", super::unique_suffix()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let cluster = Self {
-            bin,
-            port: free_port()?,
-            as_root: is_root(),
-            password: password.map(str::to_owned),
-            dir,
-            detached: false,
-        };
-        if cluster.as_root {
-            run(
-                Command::new("chown").arg("postgres").arg(&cluster.dir),
-                "chown the cluster folder",
-            )?;
+    /// Starts a streaming replica of `primary` (a cluster without a password): a base backup
+    /// taken with `pg_basebackup -R -X stream` into a folder of its own, then a hot standby on
+    /// a free loopback port, following `primary` from then on.
+    ///
+    /// # Panics
+    ///
+    /// When `pg_basebackup` is missing (it ships with the PostgreSQL server package, next to
+    /// `initdb`) or the standby does not start.
+    #[must_use]
+    pub fn start_standby_of(primary: &TestCluster) -> Self {
+        Self::try_start_standby(primary)
+            .unwrap_or_else(|err| panic!("cannot start a standby cluster: {err}"))
+    }
+
+    fn try_start_standby(primary: &TestCluster) -> Result<Self, String> {
+        let cluster = Self::new_folder(None)?;
+        if !cluster.bin.join("pg_basebackup").is_file() {
+            return Err(format!(
+                "pg_basebackup is not in {} (install the PostgreSQL server package)",
+                cluster.bin.display()
+            ));
         }
+        run(
+            cluster
+                .tool("pg_basebackup")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-R", "-X", "stream"])
+                // An immediate checkpoint: the default spreads it over minutes.
+                .args(["--checkpoint=fast", "--no-sync"])
+                .arg("-p")
+                .arg(primary.port.to_string())
+                .arg("-D")
+                .arg(cluster.data()),
+            "pg_basebackup",
+        )?;
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    /// Promotes a standby to a primary (`pg_ctl promote`, waiting until it accepts writes).
+    ///
+    /// # Panics
+    ///
+    /// When `pg_ctl promote` fails.
+    pub fn promote(&self) {
+        run(
+            self.tool("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-w", "promote"]),
+            "pg_ctl promote",
+        )
+        .unwrap_or_else(|err| panic!("cannot promote the test cluster: {err}"));
+    }
+
+    pub(super) fn try_start(password: Option<&str>) -> Result<Self, String> {
+        let cluster = Self::new_folder(password)?;
         let mut initdb = cluster.tool("initdb");
         initdb
             .arg("-D")
@@ -86,6 +123,30 @@ impl TestCluster {
         }
         run(&mut initdb, "initdb")?;
         cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    /// A handle on a new, empty cluster folder (owned by `postgres` when running as root) and
+    /// a free port; nothing started yet.
+    fn new_folder(password: Option<&str>) -> Result<Self, String> {
+        let bin = find_postgres_bin()?;
+        let dir = std::env::temp_dir().join(format!("db_test_cluster_{}", super::unique_suffix()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let cluster = Self {
+            bin,
+            port: free_port()?,
+            as_root: is_root(),
+            password: password.map(str::to_owned),
+            dir,
+            detached: false,
+        };
+        if cluster.as_root {
+            run(
+                Command::new("chown").arg("postgres").arg(&cluster.dir),
+                "chown the cluster folder",
+            )?;
+        }
         Ok(cluster)
     }
 
@@ -239,7 +300,7 @@ impl Drop for TestCluster {
     }
 }
 
-fn run(command: &mut Command, what: &str) -> Result<(), String> {
+pub(super) fn run(command: &mut Command, what: &str) -> Result<(), String> {
     let output = command
         .output()
         .map_err(|e| format!("{what}: cannot run: {e}"))?;
@@ -260,7 +321,12 @@ fn find_postgres_bin() -> Result<PathBuf, String> {
             .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
     });
     if let Some(dir) = on_path {
-        return Ok(dir);
+        // The folder of the real programs (PATH may hold links to them), where the other
+        // server tools (`pg_basebackup`) are too.
+        return Ok(std::fs::canonicalize(dir.join("initdb"))
+            .ok()
+            .and_then(|initdb| initdb.parent().map(PathBuf::from))
+            .unwrap_or(dir));
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .map_err(|_| "initdb is not on PATH and /usr/lib/postgresql does not exist".to_owned())?
@@ -278,14 +344,14 @@ fn find_postgres_bin() -> Result<PathBuf, String> {
         .ok_or_else(|| "no initdb under /usr/lib/postgresql/*/bin".to_owned())
 }
 
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .map_err(|e| format!("no free port: {e}"))
 }
 
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }

@@ -10,6 +10,9 @@
 //!   code under test "commits" (a nested `begin()` on it is a savepoint).
 //! * [`TestCluster`] — a PostgreSQL cluster of a test's own (stop, restart, password
 //!   authentication) without touching the shared server.
+//! * [`TestReplicaPair`] — a primary and a streaming standby ([`TestCluster::start_standby_of`]),
+//!   and [`TestPgBouncer`] — a connection pooler in front of a cluster, for tests of read
+//!   replicas and poolers.
 //! * [`FaultProxy`] — a TCP proxy that makes the PostgreSQL server refuse, hang or come back,
 //!   for tests of outages.
 //! * [`AdminSession`] — a superuser session that does to a test's own database or role what a
@@ -40,8 +43,10 @@
 
 mod admin;
 mod cluster;
+mod pgbouncer;
 mod postgres;
 mod proxy;
+mod replica_pair;
 mod transaction;
 
 use std::path::PathBuf;
@@ -56,7 +61,9 @@ use crate::database::DatabaseService;
 
 pub use admin::AdminSession;
 pub use cluster::TestCluster;
+pub use pgbouncer::{PoolMode, TestPgBouncer};
 pub use proxy::FaultProxy;
+pub use replica_pair::TestReplicaPair;
 pub use transaction::TestTransaction;
 
 /// Which database a [`TestDatabase`] runs on.

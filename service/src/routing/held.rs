@@ -1,0 +1,198 @@
+//! Pooled connections kept between the fast path's statements: one round trip per statement.
+//!
+//! sqlx 0.9 pings every connection that goes back to its pool (a `Sync` round trip in
+//! `return_to_pool`, not configurable), so a statement on a pooled connection costs the client
+//! and the server two round trips. Here, a connection checked out for a fast-path statement is
+//! not given back after it: it is *held* for the next fast-path statement, for at most
+//! `DB_CONNECTION_HOLD` (10 ms) after it left the pool, and then goes back through sqlx's
+//! normal path. Everything the pool guarantees still holds:
+//!
+//! * held connections are checked out of the pool, so its size limit counts them; they are
+//!   given back within twice the hold (by the next statement that finishes on one, or by a
+//!   sweeper task), so a caller waiting on the pool — SeaORM's path, a transaction, `health()`
+//!   — gets one within that time: sqlx serves waiters first in, first out, before the fast
+//!   path's own next checkout;
+//! * a statement whose future is dropped part-way drops its connection, which goes back
+//!   through sqlx's path (that ping drains or closes it), never to the next caller;
+//! * a failed statement's connection goes back through sqlx's path too; a read that failed
+//!   because its held connection was lost (a server restart, `pg_terminate_backend`) is run
+//!   once more on a connection from the pool, a write never is;
+//! * `DB_MAX_LIFETIME` and `DB_IDLE_TIMEOUT` apply when the connection goes back, and the pool's
+//!   numbers count held connections as in use — which they are, within the hold.
+//!
+//! The fast path finds the held connections of a pool through a registry: repositories are
+//! given a `&DatabaseConnection`, not the service.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::{self, PgPool, Postgres};
+
+/// The pools whose fast-path connections are held, with their held connections.
+static REGISTRY: RwLock<Vec<Arc<HeldConnections>>> = RwLock::new(Vec::new());
+
+/// The connections of one pool held between fast-path statements.
+pub(crate) struct HeldConnections {
+    pool: PgPool,
+    hold: Duration,
+    idle: Mutex<Vec<Checkout>>,
+    sweeping: AtomicBool,
+}
+
+/// A connection checked out for one statement; dropping it gives it back to the pool.
+pub(crate) struct Checkout {
+    pub(crate) conn: PoolConnection<Postgres>,
+    /// When it left the pool.
+    taken: Instant,
+}
+
+impl Checkout {
+    /// A connection straight from the pool (sqlx's checkout, with its ping policy).
+    pub(crate) async fn from_pool(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            conn: pool.acquire().await?,
+            taken: Instant::now(),
+        })
+    }
+
+    /// A connection from the pool that answers a ping, for a read's second attempt after its
+    /// connection was lost: the pool's idle connections may have died the same way (a server
+    /// restart, every session terminated). Dead ones are closed; after as many tries as the
+    /// pool has connections, a new one has been opened.
+    pub(crate) async fn answering(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        use sqlx::Connection as _;
+        let mut tries = pool.options().get_max_connections();
+        loop {
+            let mut checkout = Self::from_pool(pool).await?;
+            match checkout.conn.ping().await {
+                Ok(()) => return Ok(checkout),
+                Err(err) if tries == 0 => return Err(err),
+                Err(_) => {
+                    checkout.conn.close_on_drop();
+                    tries -= 1;
+                }
+            }
+        }
+    }
+}
+
+impl HeldConnections {
+    /// Holds fast-path connections of `pool` for up to `hold` from now on.
+    pub(crate) fn register(pool: &PgPool, hold: Duration) -> Arc<Self> {
+        let held = Arc::new(Self {
+            pool: pool.clone(),
+            hold,
+            idle: Mutex::new(Vec::new()),
+            sweeping: AtomicBool::new(false),
+        });
+        REGISTRY
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(held.clone());
+        held
+    }
+
+    /// Stops holding connections of this pool and gives back those held.
+    pub(crate) fn unregister(self: &Arc<Self>) {
+        REGISTRY
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|held| !Arc::ptr_eq(held, self));
+        self.release_all();
+    }
+
+    /// The held connections of `pool`, if it is registered.
+    pub(crate) fn of(pool: &PgPool) -> Option<Arc<Self>> {
+        // A pool's options live as long as the pool, at one address: its identity. (A
+        // registered pool cannot be freed, so the address cannot be reused meanwhile.)
+        let options = std::ptr::from_ref(pool.options());
+        REGISTRY
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|held| std::ptr::eq(held.pool.options(), options))
+            .cloned()
+    }
+
+    /// A held connection if there is one, else one from the pool.
+    pub(crate) async fn checkout(&self) -> Result<Checkout, sqlx::Error> {
+        let held = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match held {
+            Some(checkout) => Ok(checkout),
+            None => Checkout::from_pool(&self.pool).await,
+        }
+    }
+
+    /// After a statement that succeeded: holds the connection for the next one, or gives it
+    /// back to the pool once its hold is over.
+    pub(crate) fn done(self: &Arc<Self>, checkout: Checkout) {
+        if checkout.taken.elapsed() >= self.hold {
+            return; // dropped: back to the pool
+        }
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(checkout);
+        self.sweep_soon();
+    }
+
+    /// Gives back every held connection now.
+    pub(crate) fn release_all(&self) {
+        drop(self.take_all());
+    }
+
+    /// Closes every held connection now (their sessions must not serve again: read-only).
+    pub(crate) fn close_all(&self) {
+        for mut checkout in self.take_all() {
+            checkout.conn.close_on_drop();
+        }
+    }
+
+    fn take_all(&self) -> Vec<Checkout> {
+        std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Starts the sweeper unless it runs: every `hold` it gives back the connections whose hold
+    /// is over, and it stops once none is held.
+    fn sweep_soon(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(this.hold).await;
+                let expired: Vec<Checkout> = {
+                    let mut idle = this.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                    let (expired, kept) = std::mem::take(&mut *idle)
+                        .into_iter()
+                        .partition(|c| c.taken.elapsed() >= this.hold);
+                    *idle = kept;
+                    expired
+                };
+                drop(expired);
+                if this.is_empty() {
+                    this.sweeping.store(false, Ordering::Release);
+                    // A connection held between the check and the store would be missed: look
+                    // again, and go on sweeping unless another sweeper took over.
+                    if this.is_empty() || this.sweeping.swap(true, Ordering::AcqRel) {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+}
