@@ -4,9 +4,16 @@
 //! | variable      | default          | meaning |
 //! | ------------- | ---------------- | ------- |
 //! | `API_ADDR`    | `127.0.0.1:3000` | address to listen on, `IP:PORT` (port `0`: any free port) |
+//! | `API_METRICS_ADDR` | unset       | serve `GET /metrics` on this address instead of `API_ADDR` (see below) |
 //! | `API_MIGRATE` | `false`          | apply pending migrations at start-up (also `--migrate`) |
 //! | `API_REQUEST_TIMEOUT` | `30s`    | a request not answered by then gets 503 (a hung database); also bounds graceful shutdown |
 //! | `API_HEALTH_DETAILS` | `false`   | `GET /health` also shows the full report (server version, pool numbers, migration and replica names, the driver's error text); off, it shows status, latency and migration counts only |
+//!
+//! `GET /metrics` is served on the API's address unless `API_METRICS_ADDR` is set: one port to
+//! run, probe and scrape, which suits the default loopback address and a scraper that reaches
+//! the API's port anyway. Set it when `API_ADDR` is reachable by clients that should not read
+//! the figures (request rates, error rates and pool usage say a lot about a service), to an
+//! address only the scraper reaches; the API's address then answers 404 for `/metrics`.
 //!
 //! Binaries load `.env` before reading it (`service::config::load_dotenv()`); values set in the process
 //! environment win over `.env`.
@@ -36,6 +43,7 @@ Options:
 
 Environment:
   API_ADDR        address to listen on, IP:PORT (default 127.0.0.1:3000)
+  API_METRICS_ADDR  serve GET /metrics on this IP:PORT instead of API_ADDR
   API_MIGRATE     true/false: apply pending migrations at start-up (default false)
   API_REQUEST_TIMEOUT  seconds (or 500ms) before a request answers 503 (default 30)
   API_HEALTH_DETAILS   true: GET /health also shows server version, pool numbers
@@ -52,6 +60,8 @@ Environment:
 pub struct ApiConfig {
     /// Address to listen on (`API_ADDR`).
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served when not on `addr` (`API_METRICS_ADDR`).
+    pub metrics_addr: Option<SocketAddr>,
     /// Apply pending migrations at start-up (`--migrate` or `API_MIGRATE`).
     pub migrate: bool,
     /// A request not answered within this gets 503 (`API_REQUEST_TIMEOUT`).
@@ -137,11 +147,14 @@ impl Invocation {
         }
         let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let addr = match get("API_ADDR") {
-            Some(value) => parse_addr(&value)?,
+            Some(value) => parse_addr("API_ADDR", &value)?,
             None => DEFAULT_ADDR
                 .parse()
                 .map_err(|_| invalid("API_ADDR", DEFAULT_ADDR, ADDR_REASON))?,
         };
+        let metrics_addr = get("API_METRICS_ADDR")
+            .map(|value| parse_addr("API_METRICS_ADDR", &value))
+            .transpose()?;
         let migrate_env = match get("API_MIGRATE") {
             Some(value) => parse_bool("API_MIGRATE", &value)?,
             None => false,
@@ -156,6 +169,7 @@ impl Invocation {
         };
         Ok(Self::Serve(Box::new(ApiConfig {
             addr,
+            metrics_addr,
             migrate: migrate_flag || migrate_env,
             request_timeout,
             health_details,
@@ -166,11 +180,11 @@ impl Invocation {
 
 const ADDR_REASON: &str = "expected IP:PORT, such as 127.0.0.1:3000 or [::1]:8080";
 
-fn parse_addr(value: &str) -> Result<SocketAddr, ConfigError> {
+fn parse_addr(variable: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
     value
         .trim()
         .parse()
-        .map_err(|_| invalid("API_ADDR", value, ADDR_REASON))
+        .map_err(|_| invalid(variable, value, ADDR_REASON))
 }
 
 fn parse_timeout(value: &str) -> Result<Duration, ConfigError> {
@@ -253,6 +267,18 @@ mod tests {
         assert!(!config.database.url.is_sqlite());
         let config = serve(&[], &[("API_ADDR", "[::1]:0")]);
         assert_eq!(config.addr.to_string(), "[::1]:0");
+    }
+
+    #[test]
+    fn metrics_are_on_the_api_address_unless_api_metrics_addr_is_set() {
+        assert_eq!(serve(&[], &[]).metrics_addr, None);
+        let config = serve(&[], &[("API_METRICS_ADDR", " 127.0.0.1:9100 ")]);
+        assert_eq!(config.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        let err = parse(&[], &[("API_METRICS_ADDR", "9100")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"API_METRICS_ADDR="9100" is invalid: expected IP:PORT, such as 127.0.0.1:3000 or [::1]:8080"#
+        );
     }
 
     #[test]

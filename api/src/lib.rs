@@ -19,6 +19,7 @@
 //! | `GET /users/{id}`     | 200, 404 |
 //! | `PATCH /users/{id}`   | 200, 404, 409, 422 |
 //! | `DELETE /users/{id}`  | 204, 404 |
+//! | `GET /metrics`        | the Prometheus text format ([`metrics`]); on `API_METRICS_ADDR` instead when that is set |
 //!
 //! A database outage answers 503 everywhere, with `Retry-After: 1` ([`error::RETRY_AFTER_SECS`]).
 //! With read replicas, the reads may be served by a replica and the writes answer with an
@@ -29,6 +30,7 @@
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod read_your_writes;
 pub mod users;
 
@@ -41,6 +43,7 @@ use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
 use service::DatabaseService;
 use tokio::net::TcpListener;
 use tower_http::LatencyUnit;
@@ -52,7 +55,9 @@ pub use error::ApiError;
 
 /// Every route of the API, with `service` as the state its handlers extract. Requests not
 /// answered within `request_timeout` get 503; `GET /health` shows the full report only with
-/// `health_details` ([`health`]).
+/// `health_details` ([`health`]). Every request is counted and timed by route template
+/// ([`metrics`]); `GET /metrics` itself is not part of this router (see
+/// [`Application::with_metrics`]).
 pub fn build_router(
     service: DatabaseService,
     request_timeout: Duration,
@@ -83,6 +88,7 @@ pub fn build_router(
                         .latency_unit(LatencyUnit::Millis),
                 ),
         )
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(service)
 }
 
@@ -118,6 +124,15 @@ pub struct Application {
     service: DatabaseService,
     request_timeout: Duration,
     health_details: bool,
+    metrics: Option<MetricsEndpoint>,
+}
+
+/// Where and from what `GET /metrics` is served.
+#[derive(Debug)]
+struct MetricsEndpoint {
+    handle: PrometheusHandle,
+    /// A listener of its own (`API_METRICS_ADDR`), or `None` for the API's.
+    listener: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Application {
@@ -136,7 +151,50 @@ impl Application {
             service,
             request_timeout: config::DEFAULT_REQUEST_TIMEOUT,
             health_details: false,
+            metrics: None,
         })
+    }
+
+    /// Serve `GET /metrics` from `handle` (see [`metrics::install_recorder`]) on the API's own
+    /// address.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(MetricsEndpoint {
+            handle,
+            listener: None,
+        });
+        self
+    }
+
+    /// Serve `GET /metrics` from `handle` on a listener of its own bound at `addr` (port `0`:
+    /// any free port) instead of the API's address, which then answers 404 for it.
+    ///
+    /// # Errors
+    ///
+    /// The listener's error (address in use, not permitted, …).
+    pub async fn with_metrics_on(
+        mut self,
+        handle: PrometheusHandle,
+        addr: SocketAddr,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        self.metrics = Some(MetricsEndpoint {
+            handle,
+            listener: Some((listener, addr)),
+        });
+        Ok(self)
+    }
+
+    /// The address `GET /metrics` is served on, if it is.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .map(|metrics| match &metrics.listener {
+                Some((_, addr)) => *addr,
+                None => self.addr,
+            })
     }
 
     /// Answer 503 to requests not answered within `limit` (default
@@ -171,14 +229,31 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let router = build_router(
+        let mut router = build_router(
             self.service.clone(),
             self.request_timeout,
             self.health_details,
         );
+        // Scrapes need no graceful end: the metrics tasks stop with the API.
+        let mut metrics_tasks = Vec::new();
+        if let Some(MetricsEndpoint { handle, listener }) = self.metrics {
+            metrics_tasks.push(metrics::spawn_upkeep(handle.clone()));
+            let scrape = metrics::router(handle, self.service.clone());
+            match listener {
+                Some((listener, _)) => metrics_tasks.push(tokio::spawn(async move {
+                    if let Err(err) = axum::serve(listener, scrape).await {
+                        tracing::error!(error = %err, "the metrics listener failed");
+                    }
+                })),
+                None => router = router.merge(scrape),
+            }
+        }
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
+        for task in metrics_tasks {
+            task.abort();
+        }
         tracing::info!("requests finished; closing the database pool");
         if let Err(err) = self.service.close().await {
             tracing::warn!(error = %err, "closing the database pool failed");
@@ -242,13 +317,25 @@ pub enum StartError {
         /// The cause.
         source: io::Error,
     },
+    /// The metrics address could not be bound.
+    #[error("cannot listen on {addr} (API_METRICS_ADDR): {source}")]
+    BindMetrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The Prometheus recorder could not be installed.
+    #[error(transparent)]
+    Metrics(#[from] metrics::InstallError),
     /// The server failed while serving.
     #[error("the server failed: {0}")]
     Serve(#[source] io::Error),
 }
 
-/// What the `api` binary does: connects to the database, applies migrations when
-/// `config.migrate`, serves on `config.addr` until `shutdown` completes, then closes the pool.
+/// What the `api` binary does: installs the Prometheus recorder, connects to the database,
+/// applies migrations when `config.migrate`, serves on `config.addr` (and `GET /metrics` there
+/// or on `config.metrics_addr`) until `shutdown` completes, then closes the pool.
 ///
 /// # Errors
 ///
@@ -257,6 +344,7 @@ pub async fn run(
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let metrics = metrics::install_recorder()?;
     let service = DatabaseService::connect(&config.database)
         .await
         .map_err(StartError::Connect)?;
@@ -287,7 +375,20 @@ pub async fn run(
             });
         }
     };
+    let app = match config.metrics_addr {
+        None => app.with_metrics(metrics),
+        Some(addr) => match app.with_metrics_on(metrics, addr).await {
+            Ok(app) => app,
+            Err(source) => {
+                let _ = service.close().await;
+                return Err(StartError::BindMetrics { addr, source });
+            }
+        },
+    };
     tracing::info!("listening on http://{}", app.local_addr());
+    if let Some(addr) = app.metrics_addr() {
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
     app.run_until(shutdown).await.map_err(StartError::Serve)?;
     tracing::info!("stopped");
     Ok(())

@@ -44,6 +44,11 @@ use crate::lock_wait::{self, Blockers, LockWait};
 /// wait for migrations can take the same lock.
 pub const MIGRATION_LOCK_KEY: i64 = fnv1a(b"seaql_migrations").cast_signed();
 
+/// The gauge set after each migration this process applies or rolls back: how long it took, in
+/// seconds, labelled `direction` (`up` or `down`); recorded through the `metrics` facade, so it
+/// goes wherever the process installed a recorder (nowhere in the CLI).
+pub const LAST_DURATION_METRIC: &str = "db_migration_last_duration_seconds";
+
 /// How long a migrator waits for another one to finish, by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -361,6 +366,7 @@ async fn up_locked<M: MigratorTrait>(
     }
     let mut applied = Vec::with_capacity(count);
     for name in status.pending.into_iter().take(count) {
+        let started = Instant::now();
         let mut tries = 0;
         let ran = loop {
             let watch = watch_blockers(conn);
@@ -390,6 +396,7 @@ async fn up_locked<M: MigratorTrait>(
             }
         };
         if ran {
+            record_duration("up", started);
             applied.push(name);
         }
     }
@@ -418,6 +425,7 @@ async fn down_locked<M: MigratorTrait>(
     }
     let mut rolled_back = Vec::with_capacity(count);
     for name in applied.into_iter().rev().take(count) {
+        let started = Instant::now();
         let mut tries = 0;
         let ran = loop {
             let watch = watch_blockers(conn);
@@ -446,6 +454,7 @@ async fn down_locked<M: MigratorTrait>(
             }
         };
         if ran {
+            record_duration("down", started);
             rolled_back.push(name);
         }
     }
@@ -453,6 +462,11 @@ async fn down_locked<M: MigratorTrait>(
 }
 
 /// Starts watching what blocks the migration session (PostgreSQL).
+/// Sets [`LAST_DURATION_METRIC`] to the time since `started` (lock retries included).
+fn record_duration(direction: &'static str, started: Instant) {
+    metrics::gauge!(LAST_DURATION_METRIC, "direction" => direction).set(started.elapsed());
+}
+
 fn watch_blockers(conn: &Locked) -> Option<Blockers> {
     match (conn.holder_pid, &conn.watcher) {
         (Some(pid), Some(watcher)) => Some(Blockers::watch(watcher.clone(), pid)),

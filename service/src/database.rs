@@ -15,6 +15,7 @@ use sea_orm::{
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::error::{Error, Result};
 use crate::health::{HealthReport, HealthStatus, MigrationsReport, PoolReport};
+use crate::metrics::{self, PRIMARY_POOL};
 use crate::routing::held::HeldConnections;
 use crate::routing::replicas::{self, ReplicaSet};
 use crate::routing::{Reader, WalPosition};
@@ -166,7 +167,7 @@ impl DatabaseService {
             direct.replica_urls.clear();
             direct
         });
-        Ok(Self {
+        let service = Self {
             inner: Arc::new(Inner {
                 held,
                 replicas,
@@ -189,7 +190,49 @@ impl DatabaseService {
                     .map(|m| m.name().to_owned())
                     .collect(),
             }),
-        })
+        };
+        service.spawn_pool_sampler();
+        Ok(service)
+    }
+
+    /// Records the pools' usage now (the [`metrics`] `db_pool_connections_*` gauges, for the
+    /// primary and each read replica). The service does this every second by itself; call it
+    /// before rendering a scrape for figures of that very moment.
+    pub fn record_pool_metrics(&self) {
+        let usage = self.pool_report();
+        PRIMARY_POOL.sample(usage.size, usage.idle as usize, usage.max);
+        if let Some(replicas) = &self.inner.replicas {
+            replicas.record_pool_metrics();
+        }
+    }
+
+    /// Records the pools' usage every [`POOL_SAMPLE_INTERVAL`] until the pool is closed or the
+    /// last clone of the service is dropped.
+    fn spawn_pool_sampler(&self) {
+        let service = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(POOL_SAMPLE_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(inner) = service.upgrade() else {
+                    break;
+                };
+                let service = Self { inner };
+                if service.is_closed() {
+                    break;
+                }
+                service.record_pool_metrics();
+            }
+        });
+    }
+
+    fn is_closed(&self) -> bool {
+        match self.backend() {
+            DbBackend::Postgres => self.inner.db.get_postgres_connection_pool().is_closed(),
+            DbBackend::Sqlite => self.inner.db.get_sqlite_connection_pool().is_closed(),
+            _ => false,
+        }
     }
 
     /// The pooled connection, for the repositories and for SeaORM queries of your own.
@@ -328,6 +371,7 @@ impl DatabaseService {
                     .filter_map(|row| row.try_get_by_index::<String>(0).ok())
                     .collect();
                 let migrations = self.compare_migrations(&applied);
+                metrics::record_migrations(&migrations);
                 let status = if migrations.pending.is_empty() && migrations.unknown.is_empty() {
                     HealthStatus::Healthy
                 } else {
@@ -336,11 +380,11 @@ impl DatabaseService {
                 (status, Some(migrations), None)
             }
             // Reachable, but nothing has been migrated yet: the table does not exist.
-            Ok(Err(err)) if is_missing_table(&err) => (
-                HealthStatus::Degraded,
-                Some(self.compare_migrations(&HashSet::new())),
-                None,
-            ),
+            Ok(Err(err)) if is_missing_table(&err) => {
+                let migrations = self.compare_migrations(&HashSet::new());
+                metrics::record_migrations(&migrations);
+                (HealthStatus::Degraded, Some(migrations), None)
+            }
             Ok(Err(err)) => (
                 HealthStatus::Unhealthy,
                 None,
@@ -447,6 +491,9 @@ impl Drop for Inner {
         }
     }
 }
+
+/// How often the pool gauges are sampled.
+const POOL_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Which node a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

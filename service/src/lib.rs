@@ -8,6 +8,8 @@
 //!   put it in your framework's state.
 //! * [`user`] — the `user` repository.
 //! * [`Error`] — one error type: `NotFound`, `Conflict`, `Validation`, `Unavailable`, …
+//! * [`metrics`] — what is recorded for operators (pool usage, query latency and errors,
+//!   replica lag, migrations) through the `metrics` facade, for the recorder you install.
 //! * `testing` (feature `testing`) — a fresh migrated database per test and a transaction that
 //!   is always rolled back, for this crate's tests and yours.
 //!
@@ -32,6 +34,7 @@ pub mod config;
 mod database;
 pub mod error;
 pub mod health;
+pub mod metrics;
 mod routing;
 pub mod user;
 

@@ -18,6 +18,7 @@ use sea_orm::{
 };
 
 use crate::error::{Error, Result, is_unique_violation};
+use crate::metrics::{Operation, observe};
 use crate::routing::{self, CachedSql, bulk};
 
 pub use entity::user::Model as User;
@@ -90,14 +91,17 @@ where
     M: FromQueryResult,
     C: ConnectionTrait + 'static,
 {
-    let (email, name) = validated(new)?;
-    routing::write_optional(db, &INSERT_RETURNING, vec![email.into(), name.into()])
-        .await
-        .map_err(|err| write_error("create a user", err))?
-        .ok_or_else(|| Error::Database {
-            operation: "create a user",
-            source: DbErr::RecordNotInserted,
-        })
+    observe(&CREATE, db, async {
+        let (email, name) = validated(new)?;
+        routing::write_optional(db, &INSERT_RETURNING, vec![email.into(), name.into()])
+            .await
+            .map_err(|err| write_error("create a user", err))?
+            .ok_or_else(|| Error::Database {
+                operation: "create a user",
+                source: DbErr::RecordNotInserted,
+            })
+    })
+    .await
 }
 
 fn validated(new: NewUser) -> Result<(String, String)> {
@@ -132,18 +136,21 @@ where
     if users.is_empty() {
         return Ok(0);
     }
-    let inserted = match routing::postgres_pool(db) {
-        Some(pool) => bulk::copy_in(pool, COPY_USERS, &copy_text(users)?).await,
-        None => {
-            let rows = validated_rows(users)?;
-            let columns = [
-                user::Column::Email.into_iden(),
-                user::Column::Name.into_iden(),
-            ];
-            bulk::insert_chunked(db, user::Entity.into_iden(), &columns, rows).await
-        }
-    };
-    inserted.map_err(|err| write_error("create users", err))
+    observe(&CREATE_MANY, db, async {
+        let inserted = match routing::postgres_pool(db) {
+            Some(pool) => bulk::copy_in(pool, COPY_USERS, &copy_text(users)?).await,
+            None => {
+                let rows = validated_rows(users)?;
+                let columns = [
+                    user::Column::Email.into_iden(),
+                    user::Column::Name.into_iden(),
+                ];
+                bulk::insert_chunked(db, user::Entity.into_iden(), &columns, rows).await
+            }
+        };
+        inserted.map_err(|err| write_error("create users", err))
+    })
+    .await
 }
 
 /// The user with this id.
@@ -172,10 +179,13 @@ where
     M: FromQueryResult,
     C: ConnectionTrait + 'static,
 {
-    routing::read_optional(db, &SELECT_BY_ID, vec![id.into()])
-        .await
-        .map_err(|err| Error::from_db("read a user", err))?
-        .ok_or_else(|| not_found(id))
+    observe(&GET, db, async {
+        routing::read_optional(db, &SELECT_BY_ID, vec![id.into()])
+            .await
+            .map_err(|err| Error::from_db("read a user", err))?
+            .ok_or_else(|| not_found(id))
+    })
+    .await
 }
 
 /// The user with this email, compared case-insensitively.
@@ -185,14 +195,17 @@ where
 /// [`Error::Validation`] when `email` is not an email address, [`Error::Unavailable`] /
 /// [`Error::Database`].
 pub async fn find_by_email<C: ConnectionTrait>(db: &C, email: &str) -> Result<Option<User>> {
-    let email = normalize_email(email)?;
-    // Both sides through the database's lower(), so the comparison matches the unique index
-    // on lower(email) exactly, and uses it.
-    user::Entity::find()
-        .filter(Expr::expr(Func::lower(Expr::col(user::Column::Email))).eq(Func::lower(email)))
-        .one(db)
-        .await
-        .map_err(|err| Error::from_db("find a user by email", err))
+    observe(&FIND_BY_EMAIL, db, async {
+        let email = normalize_email(email)?;
+        // Both sides through the database's lower(), so the comparison matches the unique
+        // index on lower(email) exactly, and uses it.
+        user::Entity::find()
+            .filter(Expr::expr(Func::lower(Expr::col(user::Column::Email))).eq(Func::lower(email)))
+            .one(db)
+            .await
+            .map_err(|err| Error::from_db("find a user by email", err))
+    })
+    .await
 }
 
 /// Up to `limit` users with an id greater than `after` (all users when `None`), in id order.
@@ -204,6 +217,10 @@ pub async fn find_by_email<C: ConnectionTrait>(db: &C, email: &str) -> Result<Op
 /// [`Error::Validation`] when `limit` is 0 or above [`MAX_PAGE_SIZE`],
 /// [`Error::Unavailable`] / [`Error::Database`].
 pub async fn list<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) -> Result<UserPage> {
+    observe(&LIST, db, list_page(db, limit, after)).await
+}
+
+async fn list_page<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) -> Result<UserPage> {
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
         return Err(Error::Validation {
             field: "limit",
@@ -237,6 +254,14 @@ pub async fn list<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) ->
 /// [`Error::NotFound`], [`Error::Validation`], [`Error::Conflict`] when the new email is
 /// taken, [`Error::Unavailable`] / [`Error::Database`].
 pub async fn update<C: ConnectionTrait + 'static>(
+    db: &C,
+    id: i32,
+    changes: UserChanges,
+) -> Result<User> {
+    observe(&UPDATE, db, update_row(db, id, changes)).await
+}
+
+async fn update_row<C: ConnectionTrait + 'static>(
     db: &C,
     id: i32,
     changes: UserChanges,
@@ -285,17 +310,20 @@ pub async fn update<C: ConnectionTrait + 'static>(
 /// [`Error::NotFound`] when there is no such user, [`Error::Unavailable`] /
 /// [`Error::Database`].
 pub async fn delete<C: ConnectionTrait + 'static>(db: &C, id: i32) -> Result<()> {
-    let result = user::Entity::delete_by_id(id)
-        .exec(db)
-        .await
-        .map_err(|err| {
-            routing::retire_sessions_if_read_only(db, &err);
-            Error::from_db("delete a user", err)
-        })?;
-    if result.rows_affected == 0 {
-        return Err(not_found(id));
-    }
-    Ok(())
+    observe(&DELETE, db, async {
+        let result = user::Entity::delete_by_id(id)
+            .exec(db)
+            .await
+            .map_err(|err| {
+                routing::retire_sessions_if_read_only(db, &err);
+                Error::from_db("delete a user", err)
+            })?;
+        if result.rows_affected == 0 {
+            return Err(not_found(id));
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Normalises and checks an email address: surrounding whitespace removed, lower-cased; then
@@ -354,6 +382,15 @@ pub fn validate_name(name: &str) -> Result<()> {
         reason,
     })
 }
+
+// The operations as the metrics name them (`crate::metrics`).
+static CREATE: Operation = Operation::new("user.create");
+static CREATE_MANY: Operation = Operation::new("user.create_many");
+static GET: Operation = Operation::new("user.get");
+static FIND_BY_EMAIL: Operation = Operation::new("user.find_by_email");
+static LIST: Operation = Operation::new("user.list");
+static UPDATE: Operation = Operation::new("user.update");
+static DELETE: Operation = Operation::new("user.delete");
 
 /// `SELECT "user"."id", … FROM "user" WHERE "user"."id" = $1` (no `LIMIT`: a primary-key
 /// lookup returns at most one row).

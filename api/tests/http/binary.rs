@@ -20,6 +20,7 @@ use crate::support::{client, status_and_json};
 const CLEARED: &[&str] = &[
     "DATABASE_URL",
     "API_ADDR",
+    "API_METRICS_ADDR",
     "API_MIGRATE",
     "API_REQUEST_TIMEOUT",
     "API_HEALTH_DETAILS",
@@ -229,6 +230,19 @@ async fn the_binary_serves_the_configured_database_until_sigterm(backend: TestBa
     let (status, user) = status_and_json(response).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(user["email"], "ada@example.com");
+    // The metrics, on the API's address.
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"http_requests_total{method="POST",route="/users",status="201"} 1"#),
+        "{metrics}"
+    );
 
     api.signal("TERM");
     let (status, log) = api.wait_for_exit();
@@ -242,6 +256,64 @@ async fn the_binary_serves_the_configured_database_until_sigterm(backend: TestBa
         "request tracing: {log}"
     );
     assert!(!log.contains("password"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_api_metrics_addr_the_metrics_are_served_there_and_not_on_the_api_address() {
+    let db = TestDatabase::new(TestBackend::Sqlite).await;
+    let dir = TempDir::new();
+    let url = db.config().url.expose_secret();
+    let mut api = Running::start(
+        &dir.0,
+        &[],
+        &[
+            ("DATABASE_URL", &url),
+            ("API_ADDR", "127.0.0.1:0"),
+            ("API_METRICS_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    let addr = api.wait_until_listening();
+    let line = api.wait_for("metrics at http://");
+    let (_, metrics_url) = line.split_once("metrics at ").unwrap();
+    let http = client();
+
+    let response = http
+        .get(format!("http://{addr}/users/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::NOT_FOUND,
+        "not on the API's address"
+    );
+    let response = http.get(metrics_url.trim()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let metrics = response.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"http_requests_total{method="GET",route="/users/{id}",status="404"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"db_query_errors_total{operation="user.get",backend="sqlite",kind="not_found"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"db_pool_connections_max{pool="primary"} 10"#),
+        "{metrics}"
+    );
+
+    api.signal("TERM");
+    let (status, log) = api.wait_for_exit();
+    assert!(status.success(), "{status}\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,6 +411,11 @@ fn invalid_values_and_arguments_exit_non_zero_naming_them() {
             &[][..],
             &[("API_ADDR", "localhost:3000")][..],
             r#"API_ADDR="localhost:3000" is invalid: expected IP:PORT"#,
+        ),
+        (
+            &[],
+            &[("API_METRICS_ADDR", "everywhere")],
+            r#"API_METRICS_ADDR="everywhere" is invalid: expected IP:PORT"#,
         ),
         (
             &[],

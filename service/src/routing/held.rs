@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::{self, PgPool, Postgres};
 
+use crate::metrics::PoolMetrics;
+
 /// The pools whose fast-path connections are held, with their held connections.
 static REGISTRY: RwLock<Vec<Arc<HeldConnections>>> = RwLock::new(Vec::new());
 
@@ -49,23 +51,31 @@ pub(crate) struct Checkout {
 }
 
 impl Checkout {
-    /// A connection straight from the pool (sqlx's checkout, with its ping policy).
-    pub(crate) async fn from_pool(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            conn: pool.acquire().await?,
-            taken: Instant::now(),
-        })
+    /// A connection straight from the pool (sqlx's checkout, with its ping policy); the wait
+    /// is recorded in `metrics`, also when no connection came.
+    pub(crate) async fn from_pool(
+        pool: &PgPool,
+        metrics: &PoolMetrics,
+    ) -> Result<Self, sqlx::Error> {
+        let started = Instant::now();
+        let conn = pool.acquire().await;
+        let taken = Instant::now();
+        metrics.acquired(taken - started);
+        Ok(Self { conn: conn?, taken })
     }
 
     /// A connection from the pool that answers a ping, for a read's second attempt after its
     /// connection was lost: the pool's idle connections may have died the same way (a server
     /// restart, every session terminated). Dead ones are closed; after as many tries as the
     /// pool has connections, a new one has been opened.
-    pub(crate) async fn answering(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub(crate) async fn answering(
+        pool: &PgPool,
+        metrics: &PoolMetrics,
+    ) -> Result<Self, sqlx::Error> {
         use sqlx::Connection as _;
         let mut tries = pool.options().get_max_connections();
         loop {
-            let mut checkout = Self::from_pool(pool).await?;
+            let mut checkout = Self::from_pool(pool, metrics).await?;
             match checkout.conn.ping().await {
                 Ok(()) => return Ok(checkout),
                 Err(err) if tries == 0 => return Err(err),
@@ -116,8 +126,9 @@ impl HeldConnections {
             .cloned()
     }
 
-    /// A held connection if there is one, else one from the pool.
-    pub(crate) async fn checkout(&self) -> Result<Checkout, sqlx::Error> {
+    /// A held connection if there is one, else one from the pool (its wait recorded in
+    /// `metrics`).
+    pub(crate) async fn checkout(&self, metrics: &PoolMetrics) -> Result<Checkout, sqlx::Error> {
         let held = self
             .idle
             .lock()
@@ -125,7 +136,7 @@ impl HeldConnections {
             .pop();
         match held {
             Some(checkout) => Ok(checkout),
-            None => Checkout::from_pool(&self.pool).await,
+            None => Checkout::from_pool(&self.pool, metrics).await,
         }
     }
 

@@ -32,6 +32,7 @@ use sea_orm::{
 use sea_query_sqlx::SqlxValues;
 
 use crate::error::{Error, is_read_only_refusal};
+use crate::metrics::{PRIMARY_POOL, PoolMetrics};
 use held::HeldConnections;
 
 pub(crate) use cached::CachedSql;
@@ -67,14 +68,21 @@ where
     };
     let sql = sql.sql(DbBackend::Postgres);
     if let Some(replica) = replica {
-        match fetch_optional_on(replica.pool(), sql, values.clone(), Kind::Read).await {
+        let on_replica = fetch_optional_on(
+            replica.pool(),
+            &replica.metrics,
+            sql,
+            values.clone(),
+            Kind::Read,
+        );
+        match on_replica.await {
             Ok(Some(row)) => return decode(row),
             // Not there yet, perhaps: the primary knows.
             Ok(None) => {}
             Err(err) => replica.read_failed(&err),
         }
     }
-    fetch_optional_on(primary, sql, values, Kind::Read)
+    fetch_optional_on(primary, &PRIMARY_POOL, sql, values, Kind::Read)
         .await?
         .map(decode)
         .transpose()
@@ -98,7 +106,8 @@ where
     match target(db) {
         Target::Seaorm => seaorm_optional(db, sql, values).await,
         Target::Primary(primary) | Target::Reader { primary, .. } => {
-            fetch_optional_on(primary, sql.sql(DbBackend::Postgres), values, Kind::Write)
+            let sql = sql.sql(DbBackend::Postgres);
+            fetch_optional_on(primary, &PRIMARY_POOL, sql, values, Kind::Write)
                 .await?
                 .map(decode)
                 .transpose()
@@ -179,7 +188,8 @@ enum Kind {
     Write,
 }
 
-/// Runs `sql` with `values` on a connection of `pool` and returns its first row, if any.
+/// Runs `sql` with `values` on a connection of `pool` and returns its first row, if any; the
+/// waits for a connection are recorded in `metrics`, the pool's.
 ///
 /// The connection is one the fast path holds between statements when the pool's connections
 /// are held (`DB_CONNECTION_HOLD`, see [`held`]): one round trip instead of two. A read that
@@ -193,6 +203,7 @@ enum Kind {
 /// `&PgPool`, 28 300 this way (`docs/PERFORMANCE.md`).
 async fn fetch_optional_on(
     pool: &sqlx::PgPool,
+    metrics: &PoolMetrics,
     sql: &'static str,
     values: Vec<Value>,
     kind: Kind,
@@ -201,8 +212,8 @@ async fn fetch_optional_on(
     let again = (kind == Kind::Read).then(|| values.clone());
     let checkout = async {
         match &held {
-            Some(held) => held.checkout().await,
-            None => held::Checkout::from_pool(pool).await,
+            Some(held) => held.checkout(metrics).await,
+            None => held::Checkout::from_pool(pool, metrics).await,
         }
     };
     match (
@@ -217,7 +228,7 @@ async fn fetch_optional_on(
             if let Some(held) = &held {
                 held.release_all();
             }
-            let fresh = held::Checkout::answering(pool);
+            let fresh = held::Checkout::answering(pool, metrics);
             attempt(pool, held.as_ref(), fresh, sql, values)
                 .await
                 .map_err(Attempt::into_inner)

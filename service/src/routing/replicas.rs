@@ -19,6 +19,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
 use crate::error::Error;
 use crate::health::{NodeRole, ReplicaReport};
+use crate::metrics::{self, PoolMetrics};
 
 /// A position in the primary's write-ahead log (a PostgreSQL LSN, written `16/B374D848`).
 ///
@@ -100,6 +101,8 @@ pub(crate) struct ReplicaSet {
 pub(crate) struct Replica {
     pub(crate) name: String,
     pub(crate) conn: DatabaseConnection,
+    /// Its pool's metric keys (labelled with `name`).
+    pub(crate) metrics: PoolMetrics,
     in_rotation: AtomicBool,
     /// WAL bytes replayed at the latest probe.
     replayed: AtomicU64,
@@ -129,6 +132,7 @@ impl ReplicaSet {
                 .into_iter()
                 .map(|(name, conn)| {
                     Arc::new(Replica {
+                        metrics: PoolMetrics::named(&name),
                         name,
                         conn,
                         in_rotation: AtomicBool::new(false),
@@ -168,6 +172,18 @@ impl ReplicaSet {
     /// The replicas' pools.
     pub(crate) fn connections(&self) -> impl Iterator<Item = &DatabaseConnection> {
         self.nodes.iter().map(|node| &node.conn)
+    }
+
+    /// Records each replica pool's usage ([`PoolMetrics::sample`]).
+    pub(crate) fn record_pool_metrics(&self) {
+        for node in &self.nodes {
+            let pool = node.pool();
+            node.metrics.sample(
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            );
+        }
     }
 
     /// A replica in rotation that has replayed at least `after` (any, when `None`), taking
@@ -303,10 +319,12 @@ impl Replica {
         tracing::warn!(replica = %self.name, error = %err, "read on a replica failed; retried on the primary");
     }
 
-    /// Records a probe's finding; logs when the replica enters or leaves rotation.
+    /// Records a probe's finding (and its metrics); logs when the replica enters or leaves
+    /// rotation.
     fn set(&self, state: ProbeState) {
         let usable = state.problem.is_none();
         let was = self.in_rotation.swap(usable, Ordering::Relaxed);
+        metrics::record_replica(&self.name, state.lag, usable);
         match (&state.problem, was) {
             (Some(problem), true) => {
                 tracing::warn!(replica = %self.name, reason = %problem, "replica taken out of rotation");
