@@ -41,6 +41,12 @@
 //! * `insert`: bulk-insert calls `create_many` inside a transaction, which takes the chunked
 //!   multi-row `INSERT` path instead of `COPY`.
 //!
+//! `DB_BENCH_METRICS=prometheus` (not set by the harness) installs the Prometheus recorder the
+//! `api` crate installs (`metrics-exporter-prometheus`, [`service::metrics::DURATION_BUCKETS`],
+//! upkeep every 5 s), so every figure the data layer records is kept, as in a deployed
+//! service; unset or `off`, no recorder is installed and recording does nothing. The line
+//! carries `"metrics":"prometheus"` or `"metrics":"off"`.
+//!
 //! Environment (defaults in brackets), as every implementation reads it:
 //! `BENCH_DATABASE_URL` [postgres://bench:bench@127.0.0.1:5432/bench], `BENCH_SSLMODE`
 //! [disable], `BENCH_N` [10000], `BENCH_C` [8], `BENCH_P` [8], `BENCH_POINT_OPS` [100000],
@@ -92,6 +98,9 @@ struct Cfg {
     health_ops: u64,
     impl_name: String,
     variant: Variant,
+    /// `DB_BENCH_METRICS=prometheus`: record the data layer's metrics (see the crate
+    /// documentation).
+    metrics: bool,
     /// `BENCH_REPLICA_URL`: a streaming standby of the server; point-select then reads
     /// through `DatabaseService::reader()` (this project's own setting, for `bench/scale.sh`).
     replica_url: Option<String>,
@@ -162,6 +171,13 @@ impl Cfg {
             health_ops: env_or("BENCH_HEALTH_OPS", 10_000)?,
             impl_name: env_or("BENCH_IMPL_NAME", "seaorm".to_owned())?,
             variant: Variant::from_env()?,
+            metrics: match std::env::var("DB_BENCH_METRICS").as_deref() {
+                Err(_) | Ok("" | "off") => false,
+                Ok("prometheus") => true,
+                Ok(other) => {
+                    return Err(format!("DB_BENCH_METRICS={other:?}: prometheus or off").into());
+                }
+            },
             replica_url: std::env::var("BENCH_REPLICA_URL")
                 .ok()
                 .filter(|url| !url.is_empty()),
@@ -216,6 +232,8 @@ fn emit(cfg: &Cfg, workload: &str, m: Measured) {
     if let Some(variant) = cfg.variant.name() {
         extra.push_str(&format!(r#","variant":"{variant}""#));
     }
+    let metrics = if cfg.metrics { "prometheus" } else { "off" };
+    extra.push_str(&format!(r#","metrics":"{metrics}""#));
     if cfg.replica_url.is_some() {
         extra.push_str(r#","read_from":"replica""#);
     }
@@ -643,8 +661,30 @@ const WORKLOADS: [&str; 5] = [
     "health",
 ];
 
+/// Installs the Prometheus recorder as the `api` crate does, and folds its histograms every
+/// 5 s on a thread of its own, as the API's upkeep task does.
+fn install_metrics_recorder() -> Result<(), BoxErr> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            service::metrics::DURATION_BUCKETS,
+        )?
+        .install_recorder()?;
+    service::metrics::describe();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            handle.run_upkeep();
+        }
+    });
+    Ok(())
+}
+
 async fn run(workload: &str) -> Result<(), BoxErr> {
     let cfg = Cfg::from_env()?;
+    if cfg.metrics {
+        install_metrics_recorder()?;
+    }
     let db = connect(&cfg).await?;
     let m = match workload {
         "point-select" => point_select(&cfg, &db).await?,

@@ -461,12 +461,12 @@ async fn down_locked<M: MigratorTrait>(
     Ok(rolled_back)
 }
 
-/// Starts watching what blocks the migration session (PostgreSQL).
 /// Sets [`LAST_DURATION_METRIC`] to the time since `started` (lock retries included).
 fn record_duration(direction: &'static str, started: Instant) {
     metrics::gauge!(LAST_DURATION_METRIC, "direction" => direction).set(started.elapsed());
 }
 
+/// Starts watching what blocks the migration session (PostgreSQL).
 fn watch_blockers(conn: &Locked) -> Option<Blockers> {
     match (conn.holder_pid, &conn.watcher) {
         (Some(pid), Some(watcher)) => Some(Blockers::watch(watcher.clone(), pid)),
