@@ -380,24 +380,53 @@ async fn model_first(cli: &Cli, command: &Command) -> Result<u8, CliError> {
                 ));
                 return Ok(exit_code::OK);
             }
-            let emitted = crate::autogen::emit::migration(
-                migration_name,
-                &comparison.changes,
-                &comparison.model,
-                comparison.backend,
-            )
-            .map_err(CliError::Autogenerate)?;
-            let path = crate::autogen::write(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
-                migration_name,
-                &emitted.source,
-            )
-            .map_err(CliError::Generate)?;
-            let mut out = format!("Wrote {} (compared on {backend}):\n", path.display());
-            for line in &emitted.summary {
-                out.push_str(&format!("  {line}\n"));
+            // Indexes on existing tables go to a migration of their own, outside a
+            // transaction, so they are built without blocking writes (`emit::split`).
+            let (ordinary, online) = crate::autogen::emit::split(&comparison.changes);
+            let mut files = Vec::new();
+            if !ordinary.is_empty() {
+                files.push((migration_name.clone(), ordinary));
             }
-            if emitted.summary.iter().any(|l| l.starts_with("DESTRUCTIVE")) {
+            if !online.is_empty() {
+                let name = if files.is_empty() {
+                    migration_name.clone()
+                } else {
+                    format!("{migration_name}_indexes")
+                };
+                files.push((name, online));
+            }
+            let mut out = String::new();
+            let mut destructive = false;
+            for (name, changes) in &files {
+                let emitted = crate::autogen::emit::migration(
+                    name,
+                    changes,
+                    &comparison.model,
+                    comparison.backend,
+                )
+                .map_err(CliError::Autogenerate)?;
+                let path = crate::autogen::write(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+                    name,
+                    &emitted.source,
+                )
+                .map_err(CliError::Generate)?;
+                out.push_str(&format!(
+                    "Wrote {} (compared on {backend}):\n",
+                    path.display()
+                ));
+                for line in &emitted.summary {
+                    out.push_str(&format!("  {line}\n"));
+                }
+                destructive |= emitted.summary.iter().any(|l| l.starts_with("DESTRUCTIVE"));
+            }
+            if files.len() > 1 {
+                out.push_str(
+                    "The indexes on existing tables are in a migration of their own: it is not a \
+                     transaction, so PostgreSQL builds them CONCURRENTLY while writes go on.\n",
+                );
+            }
+            if destructive {
                 out.push_str(
                     "Destructive steps are marked `REVIEW (destructive)` in the file: read them \
                      before applying.\n",

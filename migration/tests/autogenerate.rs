@@ -365,13 +365,13 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
         assert_ne!(before, after, "{url}: updated_at moved");
     }
 
-    // 3. A type change, a nullability change, a rename, a dropped column and a new index on
-    //    `post`, and a narrowed type on `user`, which `post` references (on SQLite both
-    //    tables are rebuilt; the referencing rows must survive).
+    // 3. A type change, a nullability change, a rename and a dropped column on `post`, and a
+    //    narrowed type on `user`, which `post` references (on SQLite both tables are rebuilt;
+    //    the referencing rows must survive).
     scratch.edit(
         "entity/src/post.rs",
-        "    pub user_id: i32,\n    #[sea_orm(column_type = \"String(StringLen::N(255))\")]\n    pub title: String,\n    pub summary: Option<String>,\n    pub notes: Option<String>,\n    pub legacy: Option<i32>,\n",
-        "    #[sea_orm(indexed)]\n    pub user_id: i32,\n    #[sea_orm(column_type = \"Text\")]\n    pub title: String,\n    pub summary: String,\n    #[sea_orm(renamed_from = \"notes\")]\n    pub remarks: Option<String>,\n",
+        "    #[sea_orm(column_type = \"String(StringLen::N(255))\")]\n    pub title: String,\n    pub summary: Option<String>,\n    pub notes: Option<String>,\n    pub legacy: Option<i32>,\n",
+        "    #[sea_orm(column_type = \"Text\")]\n    pub title: String,\n    pub summary: String,\n    #[sea_orm(renamed_from = \"notes\")]\n    pub remarks: Option<String>,\n",
     );
     scratch.edit(
         "entity/src/user.rs",
@@ -385,7 +385,6 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
         ".alter_column(string(Post::Summary))",
         ".rename_column(Post::Notes, Post::Remarks)",
         ".drop_column(Post::Legacy)",
-        ".name(\"idx-post-user_id\")",
         ".alter_column(string_len(User::Name, 200))",
         "REVIEW (destructive)",
     ] {
@@ -413,7 +412,6 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
     )
     .await;
     for (url, schema) in migrated {
-        assert!(schema.contains("idx-post-user_id"), "{url}: {schema}");
         assert!(schema.contains("remarks"), "{url}: {schema}");
         assert_eq!(
             query_one(&url, "SELECT CAST(count(*) AS TEXT) FROM post").await,
@@ -422,7 +420,33 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
         );
     }
 
-    // 4. Editing an applied migration: `status` names it, `up` refuses, `--allow-changed`
+    // 4. A new index on an existing table: a migration of its own, not a transaction, that
+    //    builds it CONCURRENTLY on PostgreSQL.
+    scratch.edit(
+        "entity/src/post.rs",
+        "    pub user_id: i32,\n",
+        "    #[sea_orm(indexed)]\n    pub user_id: i32,\n",
+    );
+    scratch.build("index post.user_id");
+    let (source, _) = scratch.autogenerate(&pg, "index_post_user_id");
+    for expected in [
+        "online::create_index(",
+        ".name(\"idx-post-user_id\")",
+        "online::drop_index(manager, \"idx-post-user_id\")",
+        "Some(false)",
+    ] {
+        assert!(source.contains(expected), "{expected}:\n{source}");
+    }
+    scratch.build("index_post_user_id");
+    for (code, out) in scratch.check(&pg) {
+        assert_eq!(code, Some(0), "check after index_post_user_id: {out}");
+    }
+    let (_dbs, migrated) = round_trip(&scratch, "index_post_user_id", None).await;
+    for (url, schema) in migrated {
+        assert!(schema.contains("idx-post-user_id"), "{url}: {schema}");
+    }
+
+    // 5. Editing an applied migration: `status` names it, `up` refuses, `--allow-changed`
     //    goes on.
     let bio = scratch
         .migrations()

@@ -456,6 +456,51 @@ async fn a_database_migrated_before_checksums_keeps_working_and_gets_them_on_the
 }
 
 #[tokio::test]
+async fn a_database_that_applied_the_single_transaction_bodies_is_not_changed_and_gets_the_new_checksums()
+ {
+    let db = TestDatabase::empty(TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+    assert!(run(&url, &["up"]).status.success());
+    // As the releases before the online migrations recorded them.
+    for (version, old, _) in migration::checksum::SUPERSEDED {
+        db.connection()
+            .execute_unprepared(&format!(
+                "UPDATE seaql_migrations_checksum SET checksum = '{old}' WHERE version = '{version}'"
+            ))
+            .await
+            .unwrap();
+        let status = run(&url, &["status", "--json"]);
+        assert_eq!(
+            status.status.code(),
+            Some(0),
+            "{version} with its old body is up to date: {}",
+            String::from_utf8_lossy(&status.stdout)
+        );
+        let up = run(&url, &["up"]);
+        assert!(up.status.success(), "{}", stderr(&up));
+        let recorded: String = db
+            .connection()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT checksum FROM seaql_migrations_checksum WHERE version = '{version}'"
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index(0)
+            .unwrap();
+        assert_eq!(
+            Some(recorded.as_str()),
+            migration::checksum::of(version),
+            "up records the current body of {version}"
+        );
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM seaql_migrations").await, 3);
+}
+
+#[tokio::test]
 async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
     let cluster = cluster_with_app().await;
     let bouncer = TestPgBouncer::start(cluster.port(), PoolMode::Transaction, 2);

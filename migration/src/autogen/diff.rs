@@ -115,6 +115,21 @@ pub enum Change {
 }
 
 impl Change {
+    /// Whether this step is an index on a table that exists already, which a migration of its
+    /// own builds without blocking writes ([`crate::online::create_index`]: `CONCURRENTLY` on
+    /// PostgreSQL, which cannot run inside a transaction, so it cannot share a migration with
+    /// steps that must).
+    #[must_use]
+    pub fn builds_online(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateIndex {
+                existing_table: true,
+                ..
+            }
+        )
+    }
+
     /// Why this step can lose data or fail on existing rows, if it can.
     #[must_use]
     pub fn destructive(&self) -> Option<String> {

@@ -25,7 +25,19 @@ pub struct Emitted {
     pub summary: Vec<String>,
 }
 
-/// Writes the migration that makes `changes` (from [`super::diff::plan`]).
+/// Splits `changes` into the migrations `autogenerate` writes, in order: the steps that run in
+/// one transaction, then the indexes on existing tables ([`Change::builds_online`]), which
+/// need a migration of their own outside a transaction to be built without blocking writes.
+/// Either may be empty.
+#[must_use]
+pub fn split(changes: &[Change]) -> (Vec<Change>, Vec<Change>) {
+    changes.iter().cloned().partition(|c| !c.builds_online())
+}
+
+/// Writes the migration that makes `changes` (from [`super::diff::plan`], one part of
+/// [`split`]). When every change is an index on an existing table, the migration is not a
+/// transaction (`use_transaction` is `Some(false)`) and builds them with
+/// [`crate::online::create_index`]; otherwise it is one transaction.
 ///
 /// # Errors
 ///
@@ -43,8 +55,9 @@ pub fn migration(
     let mut summary = Vec::new();
     let mut uses_timestamps = false;
     let mut uses_alter = false;
+    let online = !changes.is_empty() && changes.iter().all(Change::builds_online);
     for change in changes {
-        let (u, d) = statements(change, model, backend, &mut idens)?;
+        let (u, d) = statements(change, model, backend, online, &mut idens)?;
         let text = change.to_string();
         let marker = change.destructive().map(|why| {
             summary.push(format!("DESTRUCTIVE {text}: {why}"));
@@ -73,11 +86,22 @@ pub fn migration(
     for line in &summary {
         let _ = writeln!(source, "//! * {line}");
     }
+    if online {
+        let _ = writeln!(
+            source,
+            "//!\n//! Not a transaction on PostgreSQL: each index is built `CONCURRENTLY`, so writes \
+             to its table go on meanwhile; an `INVALID` index left by an interrupted build is \
+             dropped and built again by the next `up` (`crate::online`)."
+        );
+    }
     source.push('\n');
     source.push_str("use sea_orm_migration::{prelude::*, schema::*};\n");
     let mut crate_uses = Vec::new();
     if uses_alter {
         crate_uses.push("alter");
+    }
+    if online {
+        crate_uses.push("online");
     }
     if uses_timestamps {
         crate_uses.push("timestamps");
@@ -102,9 +126,11 @@ pub fn migration(
          async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {\n",
     );
     source.push_str(&down.join("\n"));
-    source.push_str(
-        "        Ok(())\n    }\n\n    fn use_transaction(&self) -> Option<bool> {\n        \
-         Some(true)\n    }\n}\n",
+    let _ = write!(
+        source,
+        "        Ok(())\n    }}\n\n    fn use_transaction(&self) -> Option<bool> {{\n        \
+         Some({})\n    }}\n}}\n",
+        !online
     );
     source.push_str(&idens.render());
     Ok(Emitted { source, summary })
@@ -201,10 +227,13 @@ fn snake(name: &str) -> String {
     out
 }
 
+/// The `up` and `down` code of `change`; `online`: the migration is not a transaction, and an
+/// index on an existing table is built without blocking writes.
 fn statements(
     change: &Change,
     model: &[ModelTable],
     backend: DbBackend,
+    online: bool,
     idens: &mut Idens,
 ) -> Result<(String, String), String> {
     let find = |table: &str| {
@@ -271,7 +300,7 @@ fn statements(
             for (name, index) in &facts.indexes {
                 if !index.expression {
                     create.push('\n');
-                    create.push_str(&create_index(idens, table, name, index, false));
+                    create.push_str(&create_index(idens, table, name, index));
                 }
             }
             (drop_table(idens, table, timestamps), create)
@@ -332,13 +361,19 @@ fn statements(
             name,
             index,
             existing_table,
+        } if online && *existing_table => (
+            online_create_index(idens, table, name, index),
+            format!("online::drop_index(manager, {name:?}).await?;"),
+        ),
+        Change::CreateIndex {
+            table, name, index, ..
         } => (
-            create_index(idens, table, name, index, *existing_table),
+            create_index(idens, table, name, index),
             drop_index(idens, table, name),
         ),
         Change::DropIndex { table, name, index } => (
             drop_index(idens, table, name),
-            create_index(idens, table, name, index, true),
+            create_index(idens, table, name, index),
         ),
         Change::AddForeignKey { table, foreign_key } => {
             let name = find(table)?
@@ -416,28 +451,43 @@ fn drop_table(idens: &mut Idens, table: &str, timestamps: bool) -> String {
     }
 }
 
-fn create_index(
+fn create_index(idens: &mut Idens, table: &str, name: &str, index: &IndexFacts) -> String {
+    format!(
+        "manager\n    .create_index(\n{},\n    )\n    .await?;",
+        index_statement(idens, table, name, index, 8)
+    )
+}
+
+/// An index on an existing table, built without blocking writes (PostgreSQL: `CONCURRENTLY`).
+fn online_create_index(idens: &mut Idens, table: &str, name: &str, index: &IndexFacts) -> String {
+    format!(
+        "online::create_index(\n    manager,\n{},\n    None,\n)\n.await?;",
+        index_statement(idens, table, name, index, 4)
+    )
+}
+
+/// `Index::create()…to_owned()`, its first line indented by `indent`.
+fn index_statement(
     idens: &mut Idens,
     table: &str,
     name: &str,
     index: &IndexFacts,
-    existing_table: bool,
+    indent: usize,
 ) -> String {
+    let (first, rest) = (" ".repeat(indent), " ".repeat(indent + 4));
     let cols: String = index
         .columns
         .iter()
-        .map(|c| format!("\n            .col({})", idens.column(table, c)))
+        .map(|c| format!("\n{rest}.col({})", idens.column(table, c)))
         .collect();
-    let _ = existing_table;
+    let unique = if index.unique {
+        format!("\n{rest}.unique()")
+    } else {
+        String::new()
+    };
     format!(
-        "manager\n    .create_index(\n        Index::create()\n            .name({name:?})\n            \
-         .table({}){cols}{}\n            .to_owned(),\n    )\n    .await?;",
+        "{first}Index::create()\n{rest}.name({name:?})\n{rest}.table({}){cols}{unique}\n{rest}.to_owned()",
         idens.table(table),
-        if index.unique {
-            "\n            .unique()"
-        } else {
-            ""
-        }
     )
 }
 
@@ -868,5 +918,59 @@ mod tests {
             .unwrap_err()
             .contains("by hand")
         );
+    }
+
+    #[test]
+    fn indexes_on_existing_tables_get_a_non_transactional_migration_of_their_own() {
+        let index = |table: &str, existing_table| Change::CreateIndex {
+            table: table.into(),
+            name: format!("idx-{table}-user_id"),
+            index: IndexFacts {
+                columns: vec!["user_id".into()],
+                unique: false,
+                expression: false,
+            },
+            existing_table,
+        };
+        let changes = vec![
+            Change::CreateTable {
+                table: "tag".into(),
+            },
+            index("tag", false),
+            index("post", true),
+        ];
+        let (ordinary, online) = split(&changes);
+        assert_eq!(ordinary, changes[..2]);
+        assert_eq!(online, changes[2..]);
+
+        let emitted = migration("add_post_index", &online, &[], DbBackend::Postgres).unwrap();
+        for expected in [
+            "use crate::online;",
+            "online::create_index(\n            manager,\n            Index::create()\n                \
+             .name(\"idx-post-user_id\")\n                .table(Post::Table)\n                \
+             .col(Post::UserId)\n                .to_owned(),\n            None,\n        )\n        \
+             .await?;",
+            "online::drop_index(manager, \"idx-post-user_id\").await?;",
+            "Some(false)",
+            "CONCURRENTLY",
+        ] {
+            assert!(
+                emitted.source.contains(expected),
+                "{expected}:\n{}",
+                emitted.source
+            );
+        }
+
+        // An index on an existing table in a migration with other steps (not split) is built
+        // in its transaction.
+        let (u, _) = statements(
+            &index("post", true),
+            &[],
+            DbBackend::Postgres,
+            false,
+            &mut Idens::default(),
+        )
+        .unwrap();
+        assert!(u.starts_with("manager\n    .create_index("), "{u}");
     }
 }
