@@ -5,7 +5,9 @@
 //! recorder for the process at start-up (`metrics-exporter-prometheus`, as the `api` crate
 //! does, or an OpenTelemetry or StatsD bridge); until one is installed, recording is a
 //! thread-local check and an atomic load per figure. Call [`describe`] after installing it, so
-//! the exposition carries each metric's help text and unit.
+//! the exposition carries each metric's help text and unit, and so the per-query histograms
+//! keep their handles for that recorder instead of looking them up in its registry on every
+//! call (see [`describe`]).
 //!
 //! Names and labels follow Prometheus' conventions: base units in the name (`_seconds`,
 //! `_bytes`), `_total` on counters, and labels from small fixed sets — an operation's name, a
@@ -41,9 +43,10 @@
 //! `kind="unavailable"` errors.
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use metrics::{Key, Label, Level, Metadata, SharedString, Unit};
+use metrics::{Histogram, Key, Label, Level, Metadata, Recorder, SharedString, Unit};
 use sea_orm::{ConnectionTrait, DbBackend};
 
 use crate::database::backend_name;
@@ -85,8 +88,16 @@ pub const DURATION_BUCKETS: &[f64] = &[
 
 /// Registers every metric's help text and unit with the installed recorder (a Prometheus
 /// exporter prints them as `# HELP`). Call it once, after installing the recorder.
+///
+/// It also notes which recorder is the process's (the one [`metrics::set_global_recorder`]
+/// installed), so that the histograms recorded on every query keep their handles for it: a
+/// record is then the handle's own work, not also a registry lookup (a lock, a hash, a
+/// reference count) per call, which on a busy pool costs more than the record itself. Records
+/// made under any other recorder (one set with [`metrics::with_local_recorder`], or before a
+/// recorder was installed) look their handle up every time, as the `metrics` macros do.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    note_global_recorder();
     describe_histogram!(
         QUERY_DURATION,
         Unit::Seconds,
@@ -200,6 +211,58 @@ impl ErrorKind {
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
+/// The address of the process's recorder, once [`describe`] found one installed. It lives as
+/// long as the process, so no other recorder can later have its address: a handle kept for it
+/// can never be used with another.
+static GLOBAL_RECORDER: OnceLock<usize> = OnceLock::new();
+
+fn address(recorder: &dyn Recorder) -> usize {
+    std::ptr::from_ref(recorder).cast::<()>() as usize
+}
+
+/// Notes the process's recorder in [`GLOBAL_RECORDER`], if one is installed. A thread of its
+/// own sees it whatever local recorder the caller's thread has set; before any is installed
+/// it sees `metrics`' no-op recorder, which has no size and is not noted (its handles are no-ops
+/// anyway, and a recorder installed later is then noted by the next call).
+fn note_global_recorder() {
+    let global = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                metrics::with_recorder(|recorder| {
+                    (std::mem::size_of_val(recorder) != 0).then(|| address(recorder))
+                })
+            })
+            .join()
+    });
+    if let Ok(Some(global)) = global {
+        let _ = GLOBAL_RECORDER.set(global);
+    }
+}
+
+/// One histogram's handle, kept for the process's recorder (see [`describe`]).
+#[derive(Debug)]
+pub(crate) struct CachedHistogram(OnceLock<Histogram>);
+
+impl CachedHistogram {
+    pub(crate) const fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    /// Records `value` in the histogram `key` names, with the handle kept for the process's
+    /// recorder when that is the recorder in effect.
+    fn record(&self, key: impl FnOnce() -> Key, value: Duration) {
+        metrics::with_recorder(|recorder| {
+            if GLOBAL_RECORDER.get() == Some(&address(recorder)) {
+                self.0
+                    .get_or_init(|| recorder.register_histogram(&key(), &METADATA))
+                    .record(value);
+            } else {
+                recorder.register_histogram(&key(), &METADATA).record(value);
+            }
+        });
+    }
+}
+
 /// A repository operation as the metrics name it (`user.get`): declare one as a `static`
 /// beside the function and run the function's body through [`observe`].
 #[derive(Debug)]
@@ -208,6 +271,8 @@ pub(crate) struct Operation {
     /// `operation` and `backend` labels for PostgreSQL, SQLite and anything else: built once,
     /// so recording a call allocates nothing.
     labels: [[Label; 2]; 3],
+    /// The [`QUERY_DURATION`] handles for the same three.
+    durations: [CachedHistogram; 3],
 }
 
 impl Operation {
@@ -225,14 +290,19 @@ impl Operation {
                 labels(name, "sqlite"),
                 labels(name, "other"),
             ],
+            durations: [
+                CachedHistogram::new(),
+                CachedHistogram::new(),
+                CachedHistogram::new(),
+            ],
         }
     }
 
-    fn labels(&'static self, backend: DbBackend) -> &'static [Label] {
+    fn index(backend: DbBackend) -> usize {
         match backend {
-            DbBackend::Postgres => &self.labels[0],
-            DbBackend::Sqlite => &self.labels[1],
-            _ => &self.labels[2],
+            DbBackend::Postgres => 0,
+            DbBackend::Sqlite => 1,
+            _ => 2,
         }
     }
 }
@@ -276,9 +346,11 @@ struct Observation {
 
 impl Observation {
     fn record_duration(&self) {
-        let key = Key::from_static_parts(QUERY_DURATION, self.operation.labels(self.backend));
-        metrics::with_recorder(|recorder| recorder.register_histogram(&key, &METADATA))
-            .record(self.started.elapsed());
+        let (operation, index) = (self.operation, Operation::index(self.backend));
+        operation.durations[index].record(
+            || Key::from_static_parts(QUERY_DURATION, &operation.labels[index]),
+            self.started.elapsed(),
+        );
     }
 
     fn record_error(&self, kind: ErrorKind) {
@@ -308,6 +380,7 @@ pub(crate) struct PoolMetrics {
     idle: Key,
     max: Key,
     wait: Key,
+    wait_handle: CachedHistogram,
 }
 
 /// The `pool="primary"` label.
@@ -319,6 +392,7 @@ pub(crate) static PRIMARY_POOL: PoolMetrics = PoolMetrics {
     idle: Key::from_static_parts(POOL_IDLE, &PRIMARY_LABELS),
     max: Key::from_static_parts(POOL_MAX, &PRIMARY_LABELS),
     wait: Key::from_static_parts(POOL_ACQUIRE_WAIT, &PRIMARY_LABELS),
+    wait_handle: CachedHistogram::new(),
 };
 
 impl PoolMetrics {
@@ -334,14 +408,14 @@ impl PoolMetrics {
             idle: key(POOL_IDLE),
             max: key(POOL_MAX),
             wait: key(POOL_ACQUIRE_WAIT),
+            wait_handle: CachedHistogram::new(),
         }
     }
 
     /// Records a checkout from the pool that waited `waited` (whether or not it got a
     /// connection).
     pub(crate) fn acquired(&self, waited: Duration) {
-        metrics::with_recorder(|recorder| recorder.register_histogram(&self.wait, &METADATA))
-            .record(waited);
+        self.wait_handle.record(|| self.wait.clone(), waited);
     }
 
     /// Records the pool's usage: `size` connections open, `idle` of them idle, `max` allowed.
@@ -442,12 +516,73 @@ mod tests {
             (DbBackend::Postgres, "postgres"),
             (DbBackend::Sqlite, "sqlite"),
         ] {
-            let labels: Vec<(&str, &str)> = GET
-                .labels(backend)
+            let labels: Vec<(&str, &str)> = GET.labels[Operation::index(backend)]
                 .iter()
                 .map(|l| (l.key(), l.value()))
                 .collect();
             assert_eq!(labels, [("operation", "user.get"), ("backend", name)]);
         }
+    }
+
+    /// A recorder that counts what its histograms record.
+    #[derive(Default)]
+    struct Counting(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+    impl metrics::HistogramFn for Counting {
+        fn record(&self, _: f64) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl Recorder for Counting {
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: metrics::KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> metrics::Counter {
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(std::sync::Arc::new(Counting(self.0.clone())))
+        }
+    }
+
+    impl Counting {
+        fn count(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn kept_handles_serve_only_the_process_recorder() {
+        static WAIT: CachedHistogram = CachedHistogram::new();
+        let key = || Key::from_static_name(POOL_ACQUIRE_WAIT);
+        let record = || WAIT.record(key, Duration::from_micros(5));
+
+        // Before a recorder is noted, every record looks its handle up and keeps none.
+        let early = Counting::default();
+        metrics::with_local_recorder(&early, record);
+        assert_eq!(early.count(), 1);
+        assert!(WAIT.0.get().is_none());
+
+        let global = Counting::default();
+        let seen = global.0.clone();
+        metrics::set_global_recorder(global).expect("no other test installs a recorder");
+        describe();
+        record();
+        record();
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert!(
+            WAIT.0.get().is_some(),
+            "the handle is kept for the process's recorder"
+        );
+
+        // A local recorder set afterwards gets its own records, not the kept handle's.
+        let local = Counting::default();
+        metrics::with_local_recorder(&local, record);
+        assert_eq!(local.count(), 1);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }
