@@ -138,6 +138,11 @@ impl Batches {
     /// Walks the table: for each batch, the keys in `(after, upto]`, runs `batch(after, upto)`
     /// in a transaction of its own and commits it. Returns the rows changed.
     ///
+    /// An empty table gets one statement over every key, `batch(i64::MIN, i64::MAX)`: it
+    /// changes nothing there, and it is the statement `up --sql` prints (offline mode runs the
+    /// migrations on an empty scratch database), so the script a DBA applies still does the
+    /// work, as one statement over the whole table.
+    ///
     /// # Errors
     ///
     /// The first failing batch's error; the batches before it stay committed.
@@ -192,6 +197,12 @@ impl Batches {
                 None => (None, 0),
             };
             let Some(upto) = upto else {
+                if done == 0 {
+                    let transaction = db.begin().await?;
+                    let result = transaction.execute(&batch(i64::MIN, i64::MAX)).await?;
+                    transaction.commit().await?;
+                    changed += result.rows_affected();
+                }
                 break;
             };
             let transaction = db.begin().await?;

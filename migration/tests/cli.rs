@@ -539,8 +539,27 @@ fn apply_script(tool: &str, args: &[&str], script: &[u8]) {
     assert!(output.status.success(), "{tool}: {}", stderr(&output));
 }
 
+async fn execute(url: &str, sql: &str) {
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    db.execute_unprepared(sql).await.unwrap();
+    db.close().await.unwrap();
+}
+
+async fn query_text(url: &str, sql: &str) -> String {
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let value = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    db.close().await.unwrap();
+    value
+}
+
 #[tokio::test]
-async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_of_up_and_changes_nothing() {
+async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_and_data_of_up() {
     let offline = TestDatabase::empty(TestBackend::Postgres).await;
     let online = TestDatabase::empty(TestBackend::Postgres).await;
     let dir =
@@ -553,6 +572,16 @@ async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_of_up_and_chan
 
     for (offline_url, online_url) in [(&pg_offline, &pg_online), (&sqlite_offline, &sqlite_online)]
     {
+        // The table exists with a mixed-case address in it: the script's data migration must
+        // lower-case it, as `up` does.
+        for url in [offline_url, online_url] {
+            assert!(run(url, &["up", "-n", "1"]).status.success());
+            execute(
+                url,
+                "INSERT INTO \"user\" (email, name) VALUES ('Ada@Example.COM', 'Ada')",
+            )
+            .await;
+        }
         let script = run(offline_url, &["up", "--sql"]);
         assert!(script.status.success(), "{}", stderr(&script));
         let status = run(offline_url, &["status", "--json"]);
@@ -572,6 +601,13 @@ async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_of_up_and_chan
             );
         }
         assert!(run(online_url, &["up"]).status.success());
+        for url in [offline_url, online_url] {
+            assert_eq!(
+                query_text(url, "SELECT email FROM \"user\"").await,
+                "ada@example.com",
+                "{url}"
+            );
+        }
         let schema = |url: &str| String::from_utf8(run(url, &["schema"]).stdout).unwrap();
         assert_eq!(schema(offline_url), schema(online_url), "{offline_url}");
         assert_eq!(
