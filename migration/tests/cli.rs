@@ -559,7 +559,7 @@ async fn query_text(url: &str, sql: &str) -> String {
 }
 
 #[tokio::test]
-async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_and_data_of_up() {
+async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_of_up_and_changes_nothing() {
     let offline = TestDatabase::empty(TestBackend::Postgres).await;
     let online = TestDatabase::empty(TestBackend::Postgres).await;
     let dir =
@@ -572,16 +572,6 @@ async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_and_data_of_up
 
     for (offline_url, online_url) in [(&pg_offline, &pg_online), (&sqlite_offline, &sqlite_online)]
     {
-        // The table exists with a mixed-case address in it: the script's data migration must
-        // lower-case it, as `up` does.
-        for url in [offline_url, online_url] {
-            assert!(run(url, &["up", "-n", "1"]).status.success());
-            execute(
-                url,
-                "INSERT INTO \"user\" (email, name) VALUES ('Ada@Example.COM', 'Ada')",
-            )
-            .await;
-        }
         let script = run(offline_url, &["up", "--sql"]);
         assert!(script.status.success(), "{}", stderr(&script));
         let status = run(offline_url, &["status", "--json"]);
@@ -601,13 +591,6 @@ async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_and_data_of_up
             );
         }
         assert!(run(online_url, &["up"]).status.success());
-        for url in [offline_url, online_url] {
-            assert_eq!(
-                query_text(url, "SELECT email FROM \"user\"").await,
-                "ada@example.com",
-                "{url}"
-            );
-        }
         let schema = |url: &str| String::from_utf8(run(url, &["schema"]).stdout).unwrap();
         assert_eq!(schema(offline_url), schema(online_url), "{offline_url}");
         assert_eq!(
@@ -640,6 +623,48 @@ async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_and_data_of_up
             schema(online_url),
             "{offline_url} after down"
         );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The script's data migration acts on the rows the database has, as `up` does, although
+/// offline mode ran it on an empty scratch database.
+#[tokio::test]
+async fn offline_sql_lower_cases_the_rows_already_there() {
+    let pg = TestDatabase::empty(TestBackend::Postgres).await;
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("offline-rows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("offline.db");
+    let sqlite = format!("sqlite://{}?mode=rwc", file.display());
+    for url in [pg.config().url.expose_secret().to_string(), sqlite] {
+        assert!(run(&url, &["up", "-n", "1"]).status.success());
+        execute(
+            &url,
+            "INSERT INTO \"user\" (email, name) VALUES ('Ada@Example.COM', 'Ada')",
+        )
+        .await;
+        let script = run(&url, &["up", "--sql"]);
+        assert!(script.status.success(), "{}", stderr(&script));
+        if url.starts_with("postgres") {
+            apply_script(
+                "psql",
+                &["-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-f", "-"],
+                &script.stdout,
+            );
+        } else {
+            apply_script(
+                "sqlite3",
+                &["-bail", &file.display().to_string()],
+                &script.stdout,
+            );
+        }
+        assert_eq!(
+            query_text(&url, "SELECT email FROM \"user\"").await,
+            "ada@example.com",
+            "{url}"
+        );
+        assert_eq!(run(&url, &["status", "--json"]).status.code(), Some(0));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
