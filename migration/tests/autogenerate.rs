@@ -13,8 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use sea_orm::{ConnectionTrait, Database, Statement};
+use common::{execute, query_text};
 use service::testing::{TestBackend, TestDatabase};
+
+mod common;
 
 struct Scratch {
     root: PathBuf,
@@ -225,26 +227,6 @@ async fn round_trip(
     (dbs, after_up)
 }
 
-async fn execute(url: &str, sql: &str) {
-    let db = Database::connect(url).await.unwrap();
-    db.execute_unprepared(sql).await.unwrap();
-    db.close().await.unwrap();
-}
-
-async fn query_one(url: &str, sql: &str) -> String {
-    let db = Database::connect(url).await.unwrap();
-    let backend = db.get_database_backend();
-    let value: String = db
-        .query_one_raw(Statement::from_string(backend, sql))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap();
-    db.close().await.unwrap();
-    value
-}
-
 const POST: &str = r#"//! A post.
 
 use sea_orm::entity::prelude::*;
@@ -358,10 +340,10 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
              INSERT INTO post (user_id, title) VALUES (1, 'first')",
         )
         .await;
-        let before = query_one(&url, "SELECT CAST(updated_at AS TEXT) FROM post").await;
+        let before = query_text(&url, "SELECT CAST(updated_at AS TEXT) FROM post").await;
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         execute(&url, "UPDATE post SET title = 'second'").await;
-        let after = query_one(&url, "SELECT CAST(updated_at AS TEXT) FROM post").await;
+        let after = query_text(&url, "SELECT CAST(updated_at AS TEXT) FROM post").await;
         assert_ne!(before, after, "{url}: updated_at moved");
     }
 
@@ -414,7 +396,7 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
     for (url, schema) in migrated {
         assert!(schema.contains("remarks"), "{url}: {schema}");
         assert_eq!(
-            query_one(&url, "SELECT CAST(count(*) AS TEXT) FROM post").await,
+            query_text(&url, "SELECT CAST(count(*) AS TEXT) FROM post").await,
             "1",
             "{url}: the post survived rebuilding the table it references"
         );
@@ -479,7 +461,7 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
     }
 
     // The shadow databases are gone.
-    let leftovers = query_one(
+    let leftovers = query_text(
         &pg,
         "SELECT CAST(count(*) AS TEXT) FROM pg_database WHERE datname LIKE 'migration_shadow_%'",
     )

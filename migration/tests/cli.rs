@@ -5,8 +5,11 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use common::{execute, query_text};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use service::testing::{PoolMode, TestBackend, TestCluster, TestDatabase, TestPgBouncer};
+
+mod common;
 
 fn migrator(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_migration"));
@@ -523,8 +526,17 @@ async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
     assert_all_applied(&cluster.url("app")).await;
 }
 
-/// Runs `tool` (psql or sqlite3) on `script`; fails saying how to install it when it is missing.
-fn apply_script(tool: &str, args: &[&str], script: &[u8]) {
+/// Applies `script` to the database at `url` as a DBA would: `psql -v ON_ERROR_STOP=1` on
+/// PostgreSQL, `sqlite3 -bail` on a SQLite file; fails saying how to install the tool when it is
+/// missing.
+fn apply_script(url: &str, script: &[u8]) {
+    let (tool, args): (&str, Vec<&str>) = match url.strip_prefix("sqlite://") {
+        Some(rest) => ("sqlite3", vec!["-bail", rest.split('?').next().unwrap()]),
+        None => (
+            "psql",
+            vec!["-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"],
+        ),
+    };
     let mut child = Command::new(tool)
         .args(args)
         .stdin(Stdio::piped())
@@ -537,25 +549,6 @@ fn apply_script(tool: &str, args: &[&str], script: &[u8]) {
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), script).unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{tool}: {}", stderr(&output));
-}
-
-async fn execute(url: &str, sql: &str) {
-    let db = sea_orm::Database::connect(url).await.unwrap();
-    db.execute_unprepared(sql).await.unwrap();
-    db.close().await.unwrap();
-}
-
-async fn query_text(url: &str, sql: &str) -> String {
-    let db = sea_orm::Database::connect(url).await.unwrap();
-    let value = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap();
-    db.close().await.unwrap();
-    value
 }
 
 #[tokio::test]
@@ -576,20 +569,7 @@ async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_of_up_and_chan
         assert!(script.status.success(), "{}", stderr(&script));
         let status = run(offline_url, &["status", "--json"]);
         assert_eq!(status.status.code(), Some(3), "up --sql applied nothing");
-        if offline_url.starts_with("postgres") {
-            apply_script(
-                "psql",
-                &["-q", "-v", "ON_ERROR_STOP=1", "-d", offline_url, "-f", "-"],
-                &script.stdout,
-            );
-        } else {
-            let file = dir.join("offline.db");
-            apply_script(
-                "sqlite3",
-                &["-bail", &file.display().to_string()],
-                &script.stdout,
-            );
-        }
+        apply_script(offline_url, &script.stdout);
         assert!(run(online_url, &["up"]).status.success());
         let schema = |url: &str| String::from_utf8(run(url, &["schema"]).stdout).unwrap();
         assert_eq!(schema(offline_url), schema(online_url), "{offline_url}");
@@ -603,20 +583,7 @@ async fn offline_sql_applied_by_psql_and_sqlite3_gives_the_schema_of_up_and_chan
         assert!(script.status.success(), "{}", stderr(&script));
         let text = String::from_utf8_lossy(&script.stdout);
         assert!(text.contains("user_email_lower_key"), "{text}");
-        if offline_url.starts_with("postgres") {
-            apply_script(
-                "psql",
-                &["-q", "-v", "ON_ERROR_STOP=1", "-d", offline_url, "-f", "-"],
-                &script.stdout,
-            );
-        } else {
-            let file = dir.join("offline.db");
-            apply_script(
-                "sqlite3",
-                &["-bail", &file.display().to_string()],
-                &script.stdout,
-            );
-        }
+        apply_script(offline_url, &script.stdout);
         assert!(run(online_url, &["down"]).status.success());
         assert_eq!(
             schema(offline_url),
@@ -646,19 +613,7 @@ async fn offline_sql_lower_cases_the_rows_already_there() {
         .await;
         let script = run(&url, &["up", "--sql"]);
         assert!(script.status.success(), "{}", stderr(&script));
-        if url.starts_with("postgres") {
-            apply_script(
-                "psql",
-                &["-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-f", "-"],
-                &script.stdout,
-            );
-        } else {
-            apply_script(
-                "sqlite3",
-                &["-bail", &file.display().to_string()],
-                &script.stdout,
-            );
-        }
+        apply_script(&url, &script.stdout);
         assert_eq!(
             query_text(&url, "SELECT email FROM \"user\"").await,
             "ada@example.com",
