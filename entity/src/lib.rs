@@ -1,7 +1,36 @@
 //! The entities: the model of the schema. `cargo migrate check` compares them with the
-//! migrations and `cargo migrate autogenerate NAME` writes a migration for the difference; a
-//! new entity is a module here (and a line in `prelude.rs`), nothing else to register.
+//! migrations and `cargo migrate autogenerate NAME` writes a migration for the difference.
+//!
+//! A new entity is one line in the list below (and a line in `prelude.rs`). A module declared
+//! outside the list is no entity of the model: `check` and `autogenerate` name any file of
+//! `src/` missing from it, and what to add.
 
 pub mod prelude;
 
-pub mod user;
+use sea_orm::sea_query::{IndexCreateStatement, TableCreateStatement};
+use sea_orm::{DbBackend, Schema};
+
+/// Declares the entity modules, [`MODULES`] (their names) and [`tables`] (their statements).
+macro_rules! entities {
+    ($(pub mod $name:ident;)*) => {
+        $(pub mod $name;)*
+
+        /// The name of every entity module, in declaration order.
+        pub const MODULES: &[&str] = &[$(stringify!($name)),*];
+
+        /// Every entity's `CREATE TABLE` and `CREATE INDEX` statements for `backend`, as
+        /// SeaORM derives them from the entity: the model the migrations are compared with.
+        #[must_use]
+        pub fn tables(backend: DbBackend) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
+            let schema = Schema::new(backend);
+            vec![$((
+                schema.create_table_from_entity($name::Entity),
+                schema.create_index_from_entity($name::Entity),
+            )),*]
+        }
+    };
+}
+
+entities! {
+    pub mod user;
+}

@@ -1,5 +1,17 @@
-//! `cargo run -p migration -- <command>`; see [`migration::cli`].
+//! `cargo migrate <command>` (`cargo run -p migration -- <command>`), which is also what
+//! `sea-orm-cli migrate <command>` runs: the migrator's command line over this crate's
+//! migrations and the `entity` crate's model.
 
 fn main() -> std::process::ExitCode {
-    migration::cli::main()
+    migrator::cli::main::<migration::Migrator>(&migrator::cli::Project {
+        migration_dir: env!("CARGO_MANIFEST_DIR"),
+        entities: entity::tables,
+        entity_modules: entity::MODULES,
+        // Set by `.cargo/config.toml` to this checkout's folder, so a build from another
+        // checkout sharing the target folder is rebuilt.
+        entity_dir: match option_env!("ENTITY_SOURCE_DIR") {
+            Some(dir) => dir,
+            None => concat!(env!("CARGO_MANIFEST_DIR"), "/../entity/src"),
+        },
+    })
 }

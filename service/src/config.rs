@@ -34,8 +34,8 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use migration::database_url::load_dotenv;
-use migration::database_url::{UrlSource, redact};
+pub use connection::database_url::load_dotenv;
+use connection::database_url::{UrlSource, redact};
 
 /// A database URL. `Debug` and `Display` show it with the password replaced by `***`; only
 /// [`DatabaseUrl::expose_secret`] gives the real one.
@@ -55,7 +55,7 @@ impl DatabaseUrl {
     }
 
     fn parse_setting(variable: &'static str, url: String) -> Result<Self, ConfigError> {
-        migration::connect::check_url(&url).map_err(|reason| ConfigError::InvalidUrl {
+        connection::connect::check_url(&url).map_err(|reason| ConfigError::InvalidUrl {
             variable,
             redacted: redact(&url),
             reason,

@@ -5,9 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use migration::connect::{ConnectError, ConnectFailure, InRecovery, ServerSessions};
-use migration::database_url::UrlSource;
+use connection::connect::{ConnectError, ConnectFailure, InRecovery, ServerSessions};
+use connection::database_url::UrlSource;
 use migration::{Migrator, MigratorTrait};
+use migrator::MigratorOptions;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, sqlx,
 };
@@ -111,7 +112,7 @@ impl DatabaseService {
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         let (db, sessions) = loop {
-            match migration::connect::connect_pooled(options.clone()).await {
+            match connection::connect::connect_pooled(options.clone()).await {
                 Ok(connected) => break connected,
                 Err(err) if err.failure.is_transient() => {
                     let left = config.connect_deadline.saturating_sub(started.elapsed());
@@ -306,19 +307,13 @@ impl DatabaseService {
     /// [`Error::Migration`] naming the failed migration, unknown applied migrations, or a lock
     /// timeout; [`Error::Connect`] when the direct URL cannot be reached, or when `DATABASE_URL`
     /// is a pooler in transaction mode and no direct URL is set.
-    pub async fn apply_migrations(&self) -> Result<Vec<String>> {
-        let up = |db| {
-            migration::runner::up::<Migrator>(
-                db,
-                migration::runner::UpTo::Latest,
-                migration::runner::DEFAULT_LOCK_TIMEOUT,
-            )
-        };
+    pub async fn apply_migrations(&self, options: &MigratorOptions) -> Result<Vec<String>> {
+        let up = |db| migrator::runner::up::<Migrator>(db, migrator::runner::UpTo::Latest, options);
         match &self.inner.direct {
             Some(direct) => {
                 let mut options = connect_options(direct, Role::Primary);
                 options.max_connections(2).min_connections(0);
-                let db = migration::connect::connect(options).await?;
+                let db = connection::connect::connect(options).await?;
                 let applied = up(&db).await;
                 let _ = db.close().await;
                 Ok(applied?)
@@ -639,18 +634,7 @@ async fn server_version(db: &DatabaseConnection) -> Option<String> {
 }
 
 fn is_missing_table(err: &sea_orm::DbErr) -> bool {
-    use sea_orm::{RuntimeErr, sqlx};
-    match err {
-        sea_orm::DbErr::Query(RuntimeErr::SqlxError(e))
-        | sea_orm::DbErr::Exec(RuntimeErr::SqlxError(e)) => match &**e {
-            sqlx::Error::Database(db) => {
-                db.code().as_deref() == Some("42P01") // undefined_table
-                    || db.message().starts_with("no such table") // SQLite
-            }
-            _ => false,
-        },
-        _ => false,
-    }
+    connection::classify(err) == connection::ErrorKind::UndefinedTable
 }
 
 pub(crate) fn backend_name(backend: DbBackend) -> &'static str {

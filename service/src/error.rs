@@ -1,6 +1,7 @@
 //! The one error type of this crate.
 
-use migration::connect::ConnectError;
+use connection::classify::{ErrorKind, ServerError, server_error};
+use connection::connect::ConnectError;
 use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, SqlErr, sqlx};
 
 use crate::config::ConfigError;
@@ -64,7 +65,7 @@ pub enum Error {
     Connect(#[from] ConnectError),
     /// Applying migrations failed (the error names the migration and the cause).
     #[error(transparent)]
-    Migration(#[from] migration::runner::MigrateError),
+    Migration(#[from] migrator::runner::MigrateError),
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -129,11 +130,8 @@ pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
 /// or `default_transaction_read_only`). The session that got it keeps that state for its
 /// lifetime, so the pool should not hand it out again.
 pub(crate) fn is_read_only_refusal(err: &DbErr) -> bool {
-    server_error(err).is_some_and(|server| server.code == READ_ONLY_SQL_TRANSACTION)
+    connection::classify(err) == ErrorKind::ReadOnly
 }
-
-/// SQLSTATE `read_only_sql_transaction`.
-const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 
 /// What a database error means for the caller, when it is not a plain error.
 #[derive(Debug, PartialEq, Eq)]
@@ -169,86 +167,46 @@ fn refusal(err: &DbErr) -> Option<Refusal> {
         sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
             unavailable("the connection broke")
         }
-        sqlx::Error::Database(_) => server_error(err).and_then(|server| server.refusal()),
+        sqlx::Error::Database(_) => server_error(err)
+            .filter(|server| server.server == connection::classify::Server::Postgres)
+            .and_then(|server| refusal_of(&server)),
         _ => None,
     }
 }
 
-/// An error response of the PostgreSQL server, reduced to what its classification needs.
-#[derive(Debug, Clone, Copy)]
-struct ServerError<'a> {
-    /// The SQLSTATE.
-    code: &'a str,
-    /// The primary message (may name databases and roles: for logs only).
-    message: &'a str,
-    /// Severity FATAL or PANIC: the server ends the session (every error while a session is
-    /// being opened is FATAL).
-    fatal: bool,
-    /// Raised while the pool opened a new connection (SeaORM reports those as `DbErr::Conn`).
-    opening: bool,
-}
-
-/// The PostgreSQL error response inside `err`, if that is what it is. (SQLite's errors carry
-/// no SQLSTATE; they are left as they are.)
-fn server_error(err: &DbErr) -> Option<ServerError<'_>> {
-    use sqlx::postgres::{PgDatabaseError, PgSeverity};
-    let (sqlx_err, opening) = match err {
-        DbErr::Conn(RuntimeErr::SqlxError(e)) => (e, true),
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            (e, false)
+/// What a PostgreSQL error response means for the caller (the SQLSTATE table of
+/// `docs/FAILURE_MODES.md`; what each SQLSTATE is comes from `connection::classify`).
+/// SQLite's errors carry no SQLSTATE; they are left as they are.
+fn refusal_of(server: &ServerError<'_>) -> Option<Refusal> {
+    let (code, message) = (&server.code, server.message);
+    // A session being opened fails with FATAL, whatever the cause.
+    let opening = server.opening || server.fatal;
+    let what = match server.kind {
+        ErrorKind::ReadOnly => {
+            "the server is read-only (a standby after a failover, or \
+             default_transaction_read_only): writes are refused"
         }
+        ErrorKind::Contention => return Some(Refusal::Contention(format!("{code}: {message}"))),
+        // "database … is not currently accepting connections" (ALLOW_CONNECTIONS false). In a
+        // statement it is a bug.
+        ErrorKind::NotInPrerequisiteState if opening => "the database is not accepting connections",
+        // Renamed or dropped under the running service.
+        ErrorKind::UnknownDatabase if opening => {
+            "the database does not exist (renamed or dropped?)"
+        }
+        // The role or its password changed under the running service.
+        ErrorKind::InvalidCredentials if opening => "the server rejected the credentials",
+        ErrorKind::ConnectionFailed | ErrorKind::StartupParameterRefused => "the connection failed",
+        ErrorKind::TooManyConnections | ErrorKind::OutOfResources => {
+            "the server is out of resources"
+        }
+        ErrorKind::ServerStarting | ErrorKind::SessionEnded => {
+            "the server ended or refused the session"
+        }
+        _ if server.fatal => "the server ended the session",
         _ => return None,
     };
-    let sqlx::Error::Database(db) = &**sqlx_err else {
-        return None;
-    };
-    let pg = db.try_downcast_ref::<PgDatabaseError>()?;
-    Some(ServerError {
-        code: pg.code(),
-        message: pg.message(),
-        fatal: matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic),
-        opening,
-    })
-}
-
-impl ServerError<'_> {
-    /// The classification table of `docs/FAILURE_MODES.md`, by SQLSTATE (and class).
-    fn refusal(self) -> Option<Refusal> {
-        let Self {
-            code,
-            message,
-            fatal,
-            opening,
-        } = self;
-        // A session being opened fails with FATAL, whatever the cause.
-        let opening = opening || fatal;
-        let what = match code {
-            READ_ONLY_SQL_TRANSACTION => {
-                "the server is read-only (a standby after a failover, or \
-                 default_transaction_read_only): writes are refused"
-            }
-            // serialization_failure, deadlock_detected
-            "40001" | "40P01" => return Some(Refusal::Contention(format!("{code}: {message}"))),
-            // object_not_in_prerequisite_state: "database … is not currently accepting
-            // connections" (ALLOW_CONNECTIONS false). In a statement it is a bug.
-            "55000" if opening => "the database is not accepting connections",
-            // invalid_catalog_name: renamed or dropped under the running service.
-            "3D000" if opening => "the database does not exist (renamed or dropped?)",
-            // invalid_authorization_specification, invalid_password: the role or its password
-            // changed under the running service.
-            "28000" | "28P01" if opening => "the server rejected the credentials",
-            // connection_exception
-            _ if code.starts_with("08") => "the connection failed",
-            // insufficient_resources: too many connections, out of memory, disk full
-            _ if code.starts_with("53") => "the server is out of resources",
-            // admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped,
-            // idle_session_timeout
-            _ if code.starts_with("57P") => "the server ended or refused the session",
-            _ if fatal => "the server ended the session",
-            _ => return None,
-        };
-        Some(Refusal::Unavailable(format!("{what} ({code}: {message})")))
-    }
+    Some(Refusal::Unavailable(format!("{what} ({code}: {message})")))
 }
 
 #[cfg(test)]
@@ -256,13 +214,12 @@ mod tests {
     use super::*;
 
     fn classify(code: &str, fatal: bool, opening: bool) -> Option<Refusal> {
-        ServerError {
+        refusal_of(&ServerError::postgres(
             code,
-            message: "the server's message",
+            "the server's message",
             fatal,
             opening,
-        }
-        .refusal()
+        ))
     }
 
     fn is_unavailable(code: &str, fatal: bool, opening: bool) -> bool {

@@ -75,8 +75,8 @@ pub const MIGRATIONS_APPLIED: &str = "db_migrations_applied";
 pub const MIGRATIONS_PENDING: &str = "db_migrations_pending";
 /// `db_migrations_unknown`.
 pub const MIGRATIONS_UNKNOWN: &str = "db_migrations_unknown";
-/// `db_migration_last_duration_seconds` (recorded by the migrator, `migration::runner`).
-pub const MIGRATION_LAST_DURATION: &str = migration::runner::LAST_DURATION_METRIC;
+/// `db_migration_last_duration_seconds` (recorded by the migrator, `migrator::runner`).
+pub const MIGRATION_LAST_DURATION: &str = migrator::runner::LAST_DURATION_METRIC;
 
 /// Bucket bounds, in seconds, that suit this crate's histograms: a point select on loopback
 /// takes about 50 µs, an acquire that times out `DB_ACQUIRE_TIMEOUT` (5 s). Give them to your

@@ -283,7 +283,7 @@ async fn update_row<C: ConnectionTrait + 'static>(
         // so RETURNING would otherwise show the old value.
         .col_expr(
             user::Column::UpdatedAt,
-            migration::timestamps::now(db.get_database_backend()),
+            migrator::timestamps::now(db.get_database_backend()),
         );
     if let Some(email) = email {
         update = update.col_expr(user::Column::Email, Expr::value(email));

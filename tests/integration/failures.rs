@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use migration::runner::{self, DownTo, MigrateError, UpTo};
 use migration::{Migrator, MigratorTrait};
+use migrator::MigratorOptions;
+use migrator::runner::{self, DownTo, MigrateError, UpTo};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use service::testing::{TestBackend, TestCluster, TestDatabase};
 use service::user::{self, NewUser, UserChanges};
@@ -99,11 +100,21 @@ impl MigratorTrait for FailingMigrator {
 
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default options, waiting `timeout` for another migrator.
+fn lock_timeout(timeout: Duration) -> MigratorOptions {
+    MigratorOptions {
+        lock_timeout: timeout,
+        ..MigratorOptions::default()
+    }
+}
+
+impl migrator::MigrationSources for FailingMigrator {}
+
 async fn a_migration_failing_part_way_leaves_nothing_behind(backend: TestBackend) {
     let db = TestDatabase::empty(backend).await;
     let conn = db.connection();
 
-    let err = runner::up::<FailingMigrator>(conn, UpTo::Latest, LOCK_TIMEOUT)
+    let err = runner::up::<FailingMigrator>(conn, UpTo::Latest, &lock_timeout(LOCK_TIMEOUT))
         .await
         .unwrap_err();
 
@@ -127,7 +138,7 @@ async fn a_migration_failing_part_way_leaves_nothing_behind(backend: TestBackend
         "the first migration stays"
     );
     assert!(!table_exists(conn, "half_done").await, "no partial schema");
-    let status = migration::status::<FailingMigrator, _>(conn).await.unwrap();
+    let status = migrator::status::<FailingMigrator, _>(conn).await.unwrap();
     assert_eq!(status.applied.len(), 1);
     assert_eq!(status.pending, ["m20990101_000002_break_half_way"]);
 }
@@ -141,9 +152,9 @@ async fn an_unknown_applied_migration_is_named_and_blocks_up_and_down(backend: T
     .await
     .unwrap();
 
-    let status = migration::status::<Migrator, _>(conn).await.unwrap();
-    let up = runner::up::<Migrator>(conn, UpTo::Latest, LOCK_TIMEOUT).await;
-    let down = runner::down::<Migrator>(conn, DownTo::Steps(1), LOCK_TIMEOUT).await;
+    let status = migrator::status::<Migrator, _>(conn).await.unwrap();
+    let up = runner::up::<Migrator>(conn, UpTo::Latest, &lock_timeout(LOCK_TIMEOUT)).await;
+    let down = runner::down::<Migrator>(conn, DownTo::Steps(1), &lock_timeout(LOCK_TIMEOUT)).await;
 
     assert_eq!(status.unknown.len(), 1);
     assert_eq!(status.unknown[0].version, "m20991231_000000_newer");
@@ -156,7 +167,7 @@ async fn an_unknown_applied_migration_is_named_and_blocks_up_and_down(backend: T
         assert!(err.to_string().contains("m20991231_000000_newer"));
     }
     assert_eq!(
-        migration::status::<Migrator, _>(conn)
+        migrator::status::<Migrator, _>(conn)
             .await
             .unwrap()
             .applied
@@ -171,36 +182,52 @@ async fn targets_move_to_the_named_version(backend: TestBackend) {
     let conn = db.connection();
     let second = "m20261127_000002_lowercase_user_emails";
 
-    let applied = runner::up::<Migrator>(conn, UpTo::Version(second.into()), LOCK_TIMEOUT)
-        .await
-        .unwrap();
+    let applied = runner::up::<Migrator>(
+        conn,
+        UpTo::Version(second.into()),
+        &lock_timeout(LOCK_TIMEOUT),
+    )
+    .await
+    .unwrap();
     assert_eq!(applied.len(), 2);
     assert_eq!(applied[1], second);
 
-    runner::up::<Migrator>(conn, UpTo::Latest, LOCK_TIMEOUT)
+    runner::up::<Migrator>(conn, UpTo::Latest, &lock_timeout(LOCK_TIMEOUT))
         .await
         .unwrap();
-    let rolled_back = runner::down::<Migrator>(conn, DownTo::Version(second.into()), LOCK_TIMEOUT)
-        .await
-        .unwrap();
+    let rolled_back = runner::down::<Migrator>(
+        conn,
+        DownTo::Version(second.into()),
+        &lock_timeout(LOCK_TIMEOUT),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         rolled_back,
         ["m20261127_000003_create_user_email_lower_index"]
     );
 
-    let err = runner::up::<Migrator>(conn, UpTo::Version("m2000_nope".into()), LOCK_TIMEOUT)
-        .await
-        .unwrap_err();
+    let err = runner::up::<Migrator>(
+        conn,
+        UpTo::Version("m2000_nope".into()),
+        &lock_timeout(LOCK_TIMEOUT),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, MigrateError::NoSuchMigration(_)), "{err:?}");
 
-    let all = runner::down::<Migrator>(conn, DownTo::Nothing, LOCK_TIMEOUT)
+    let all = runner::down::<Migrator>(conn, DownTo::Nothing, &lock_timeout(LOCK_TIMEOUT))
         .await
         .unwrap();
     assert_eq!(all.len(), 2);
     assert!(!table_exists(conn, "user").await);
-    let err = runner::down::<Migrator>(conn, DownTo::Version(second.into()), LOCK_TIMEOUT)
-        .await
-        .unwrap_err();
+    let err = runner::down::<Migrator>(
+        conn,
+        DownTo::Version(second.into()),
+        &lock_timeout(LOCK_TIMEOUT),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, MigrateError::NotApplied(_)), "{err:?}");
 }
 
@@ -209,7 +236,11 @@ async fn concurrent_start_up_migrations_apply_each_migration_once(backend: TestB
     let mut starting = tokio::task::JoinSet::new();
     for _ in 0..4 {
         let service = DatabaseService::connect(db.config()).await.unwrap();
-        starting.spawn(async move { service.apply_migrations().await });
+        starting.spawn(async move {
+            service
+                .apply_migrations(&service::MigratorOptions::default())
+                .await
+        });
     }
 
     let outcomes = starting.join_all().await;
@@ -225,7 +256,7 @@ async fn concurrent_start_up_migrations_apply_each_migration_once(backend: TestB
         }
     }
     assert_eq!(applied_total, 3, "each migration applied exactly once");
-    let status = migration::status::<Migrator, _>(db.connection())
+    let status = migrator::status::<Migrator, _>(db.connection())
         .await
         .unwrap();
     assert!(status.is_up_to_date());
@@ -249,14 +280,18 @@ async fn a_second_migrator_waits_for_the_lock_and_gives_up_after_its_timeout() {
         .unwrap();
     let started = Instant::now();
 
-    let err = runner::up::<Migrator>(db.connection(), UpTo::Latest, Duration::from_secs(1))
-        .await
-        .unwrap_err();
+    let err = runner::up::<Migrator>(
+        db.connection(),
+        UpTo::Latest,
+        &lock_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap_err();
 
     assert!(matches!(err, MigrateError::LockTimeout(_)), "{err:?}");
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert!(
-        migration::status::<Migrator, _>(db.connection())
+        migrator::status::<Migrator, _>(db.connection())
             .await
             .unwrap()
             .applied
@@ -271,9 +306,13 @@ async fn a_second_migrator_waits_for_the_lock_and_gives_up_after_its_timeout() {
         .await
         .unwrap();
     drop(holder);
-    let applied = runner::up::<Migrator>(db.connection(), UpTo::Latest, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let applied = runner::up::<Migrator>(
+        db.connection(),
+        UpTo::Latest,
+        &lock_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
     assert_eq!(applied.len(), 3);
 }
 
@@ -297,7 +336,7 @@ async fn status_works_for_a_read_only_role_and_creates_nothing() {
     .await
     .unwrap();
 
-    let before = migration::status::<Migrator, _>(reader.connection()).await;
+    let before = migrator::status::<Migrator, _>(reader.connection()).await;
     Migrator::up(admin, None).await.unwrap();
     admin
         .execute_unprepared(&format!(
@@ -306,7 +345,7 @@ async fn status_works_for_a_read_only_role_and_creates_nothing() {
         ))
         .await
         .unwrap();
-    let after = migration::status::<Migrator, _>(reader.connection()).await;
+    let after = migrator::status::<Migrator, _>(reader.connection()).await;
     reader.close().await.unwrap();
     admin
         .execute_unprepared(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
@@ -322,7 +361,7 @@ async fn status_works_for_a_read_only_role_and_creates_nothing() {
 async fn status_on_an_empty_database_does_not_create_the_migrations_table() {
     let db = TestDatabase::empty(TestBackend::Postgres).await;
 
-    let status = migration::status::<Migrator, _>(db.connection())
+    let status = migrator::status::<Migrator, _>(db.connection())
         .await
         .unwrap();
 
@@ -393,7 +432,10 @@ async fn the_pool_recovers_after_a_server_restart_under_load() {
     config.connect_timeout = Duration::from_secs(1);
     config.application_name = "restart-test".into();
     let service = DatabaseService::connect(&config).await.unwrap();
-    service.apply_migrations().await.unwrap();
+    service
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     let ada = user::create(
         service.connection(),
         NewUser {
@@ -478,7 +520,10 @@ async fn failures_after_restart(cluster: &TestCluster, ping_after_idle: Option<D
     config.max_connections = 4;
     config.ping_after_idle = ping_after_idle;
     let service = DatabaseService::connect(&config).await.unwrap();
-    service.apply_migrations().await.unwrap();
+    service
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     let email = format!("idle-{}@x.io", ping_after_idle.map_or(0, |d| d.as_millis()));
     let id = user::create(
         service.connection(),
@@ -693,4 +738,53 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The session holding the lock is terminated between two steps (as a server restart or an
+/// administrator's `pg_terminate_backend` would): the next step must not run on the
+/// replacement session, which does not hold the lock.
+#[tokio::test]
+async fn a_replaced_lock_session_stops_the_run_before_the_next_step() {
+    use migrator::runner::{Backend as _, Postgres};
+    use sea_orm::{DbBackend, Statement};
+    let db = TestDatabase::new(TestBackend::Postgres).await;
+    let conn = sea_orm::Database::connect(db.config().url.expose_secret())
+        .await
+        .unwrap();
+    let run = Postgres::open(&conn, &lock_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let terminated = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_terminate_backend($1, 5000)",
+            [run.holder_pid().into()],
+        ))
+        .await
+        .unwrap()
+        .and_then(|row| row.try_get_by_index::<bool>(0).ok());
+    assert_eq!(terminated, Some(true), "the lock session was terminated");
+    let mut next_step_ran = false;
+    let outcome = run
+        .step(async |_| {
+            next_step_ran = true;
+            Ok(())
+        })
+        .await;
+    run.close().await;
+    assert!(
+        matches!(outcome, Err(MigrateError::LockLost)),
+        "{outcome:?}"
+    );
+    assert!(!next_step_ran);
+    let held = count(
+        &conn,
+        &format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND ((classid::bigint << 32) | objid::bigint) = {}",
+            runner::MIGRATION_LOCK_KEY
+        ),
+    )
+    .await;
+    assert_eq!(held, 0, "the lock went with the terminated session");
 }

@@ -110,7 +110,9 @@ async fn a_server_restart_under_load_costs_no_wrong_answer_and_writes_fail_at_mo
     const MAX: u32 = 4;
     let cluster = TestCluster::start();
     let db = service(&cluster.admin_url(), MAX, "held-restart").await;
-    db.apply_migrations().await.unwrap();
+    db.apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     let users = Arc::new(seed(&db, 50).await);
     let running = Arc::new(AtomicBool::new(true));
     let back_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();

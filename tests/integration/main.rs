@@ -6,11 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod autogenerate;
 mod bulk;
 mod failures;
 mod health;
 mod held_connections;
 mod migrations;
+mod migrator_cli;
 mod online_migrations;
 mod poolers;
 mod refusals;

@@ -26,13 +26,13 @@ async fn up_down_up_round_trip(backend: TestBackend) {
     let conn = db.connection();
 
     Migrator::up(conn, None).await.unwrap();
-    let status = migration::status::<Migrator, _>(conn).await.unwrap();
+    let status = migrator::status::<Migrator, _>(conn).await.unwrap();
     assert_eq!(status.applied.len(), MIGRATIONS);
     assert!(status.is_up_to_date());
     assert!(table_exists(conn, "user").await);
 
     Migrator::down(conn, Some(100)).await.unwrap();
-    let status = migration::status::<Migrator, _>(conn).await.unwrap();
+    let status = migrator::status::<Migrator, _>(conn).await.unwrap();
     assert!(status.applied.is_empty());
     assert_eq!(status.pending.len(), MIGRATIONS);
     assert!(!table_exists(conn, "user").await);
@@ -50,7 +50,7 @@ async fn up_down_up_round_trip(backend: TestBackend) {
 
     Migrator::up(conn, None).await.unwrap();
     assert!(
-        migration::status::<Migrator, _>(conn)
+        migrator::status::<Migrator, _>(conn)
             .await
             .unwrap()
             .is_up_to_date()
@@ -65,7 +65,7 @@ async fn down_without_a_count_undoes_exactly_one(backend: TestBackend) {
     // What `migrate down` does without `-n`.
     Migrator::down(conn, Some(1)).await.unwrap();
 
-    let status = migration::status::<Migrator, _>(conn).await.unwrap();
+    let status = migrator::status::<Migrator, _>(conn).await.unwrap();
     assert_eq!(status.applied.len(), MIGRATIONS - 1);
     assert_eq!(
         status.pending,
@@ -98,7 +98,7 @@ async fn lowercase_migration_lowers_existing_emails(backend: TestBackend) {
     assert_eq!(migration::data::lowercase_emails(conn).await.unwrap(), 0);
     Migrator::up(conn, None).await.unwrap();
     assert!(
-        migration::status::<Migrator, _>(conn)
+        migrator::status::<Migrator, _>(conn)
             .await
             .unwrap()
             .is_up_to_date()
@@ -127,7 +127,7 @@ async fn lowercase_migration_refuses_collisions_and_changes_nothing(backend: Tes
     }
     assert!(!err.contains("Unique@x.io"), "{err}");
     assert_eq!(emails(conn).await, before, "no row was changed");
-    let status = migration::status::<Migrator, _>(conn).await.unwrap();
+    let status = migrator::status::<Migrator, _>(conn).await.unwrap();
     assert_eq!(
         status.applied.len(),
         1,

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use migration::runner::{self, UpTo};
 use migration::{
     MigrationName, MigrationTrait, Migrator, MigratorTrait, SchemaManager, async_trait,
 };
+use migrator::MigratorOptions;
+use migrator::runner::{self, UpTo};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement};
 use service::testing::{TestBackend, TestDatabase};
 use service::user::{self, UserChanges};
@@ -75,6 +76,8 @@ impl MigrationTrait for BlockingIndex {
 
 struct SingleTransaction;
 
+impl migrator::MigrationSources for SingleTransaction {}
+
 impl MigratorTrait for SingleTransaction {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut list = Migrator::migrations();
@@ -93,14 +96,14 @@ struct Run {
     worst: Duration,
 }
 
-async fn run<M: MigratorTrait>(rows: u32) -> Run {
+async fn run<M: migrator::MigrationSources>(rows: u32) -> Run {
     let db = TestDatabase::empty(TestBackend::Postgres).await;
     let url = db.config().url.expose_secret().to_string();
     let conn = db.connection();
     runner::up::<M>(
         conn,
         UpTo::Version("m20261127_000001_create_user_table".into()),
-        Duration::from_secs(10),
+        &MigratorOptions::default(),
     )
     .await
     .unwrap();
@@ -149,7 +152,7 @@ async fn run<M: MigratorTrait>(rows: u32) -> Run {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    runner::up::<M>(conn, UpTo::Latest, Duration::from_secs(10))
+    runner::up::<M>(conn, UpTo::Latest, &MigratorOptions::default())
         .await
         .unwrap();
     let migration = started.elapsed();

@@ -43,7 +43,11 @@ async fn through_a_session_pooler_the_service_migrates_and_answers_every_client_
         .await
         .unwrap();
     assert_eq!(
-        service.apply_migrations().await.unwrap().len(),
+        service
+            .apply_migrations(&service::MigratorOptions::default())
+            .await
+            .unwrap()
+            .len(),
         Migrator::migrations().len()
     );
 
@@ -180,7 +184,11 @@ async fn apply_migrations_goes_to_the_direct_url() {
     let service = DatabaseService::connect(&config).await.unwrap();
 
     assert_eq!(
-        service.apply_migrations().await.unwrap().len(),
+        service
+            .apply_migrations(&service::MigratorOptions::default())
+            .await
+            .unwrap()
+            .len(),
         Migrator::migrations().len()
     );
 

@@ -128,7 +128,10 @@ async fn a_role_over_its_connection_limit_is_unavailable_while_the_pool_grows_un
         DatabaseUrl::parse(app_url.clone()).unwrap(),
     ));
     let migrator = DatabaseService::connect(&config).await.unwrap();
-    migrator.apply_migrations().await.unwrap();
+    migrator
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     let ada = user::create(migrator.connection(), new_user("ada@x.io"))
         .await
         .unwrap();
@@ -261,7 +264,10 @@ async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_p
         DatabaseUrl::parse(cluster.admin_url()).unwrap(),
     ));
     let service = DatabaseService::connect(&config).await.unwrap();
-    service.apply_migrations().await.unwrap();
+    service
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     let ada = user::create(service.connection(), new_user("ada@x.io"))
         .await
         .unwrap();

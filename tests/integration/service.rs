@@ -116,7 +116,10 @@ async fn database_schema_puts_the_tables_and_the_migrations_in_that_schema() {
     config.schema = Some("orders".into());
     let service = DatabaseService::connect(&config).await.unwrap();
 
-    service.apply_migrations().await.unwrap();
+    service
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     let ada = service::user::create(
         service.connection(),
         service::user::NewUser {

@@ -1,6 +1,6 @@
 //! Small SQL helpers shared by the test modules.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 
 /// Whether `table` exists in the current schema.
 pub async fn table_exists(conn: &DatabaseConnection, table: &str) -> bool {
@@ -27,4 +27,25 @@ pub async fn count(conn: &DatabaseConnection, sql: &str) -> i64 {
         .unwrap()
         .unwrap();
     row.try_get_by_index(0).unwrap()
+}
+
+/// Runs `sql` on the database at `url`.
+pub async fn execute(url: &str, sql: &str) {
+    let db = Database::connect(url).await.unwrap();
+    db.execute_unprepared(sql).await.unwrap();
+    db.close().await.unwrap();
+}
+
+/// The first column of the first row `sql` returns on the database at `url`, as text.
+pub async fn query_text(url: &str, sql: &str) -> String {
+    let db = Database::connect(url).await.unwrap();
+    let value = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    db.close().await.unwrap();
+    value
 }

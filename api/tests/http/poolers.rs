@@ -20,7 +20,10 @@ async fn the_api_serves_through_a_session_pooler() {
     let mut config = DatabaseConfig::new(DatabaseUrl::parse(bouncer.url("app")).unwrap());
     config.direct_url = Some(DatabaseUrl::parse(cluster.url("app")).unwrap());
     let migrator = DatabaseService::connect(&config).await.unwrap();
-    migrator.apply_migrations().await.unwrap();
+    migrator
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     migrator.close().await.unwrap();
 
     let server = TestServer::start(&config).await;

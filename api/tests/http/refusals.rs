@@ -124,7 +124,10 @@ async fn a_role_over_its_connection_limit_answers_503_until_the_limit_is_raised(
     let url = cluster.url("app").replacen("postgres@", "app@", 1);
     let config = quick(&DatabaseConfig::new(DatabaseUrl::parse(url).unwrap()));
     let migrator = service::DatabaseService::connect(&config).await.unwrap();
-    migrator.apply_migrations().await.unwrap();
+    migrator
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     migrator.close().await.unwrap();
     let server = TestServer::start(&config).await;
     let ada = server.create_user("ada@example.com", "Ada").await;
@@ -241,7 +244,10 @@ async fn a_server_restart_answers_503_to_requests_in_flight_and_while_down_then_
         DatabaseUrl::parse(cluster.admin_url()).unwrap(),
     ));
     let migrator = service::DatabaseService::connect(&config).await.unwrap();
-    migrator.apply_migrations().await.unwrap();
+    migrator
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     migrator.close().await.unwrap();
     let server = Arc::new(TestServer::start(&config).await);
     let ada = server.create_user("ada@example.com", "Ada").await;

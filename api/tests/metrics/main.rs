@@ -193,7 +193,10 @@ async fn traffic_moves_the_counters_by_what_was_sent(backend: TestBackend) {
     let before_migrating = server.scrape().await;
     assert_eq!(before_migrating.value("db_migrations_pending", &[]), 3.0);
     assert_eq!(before_migrating.value("db_migrations_applied", &[]), 0.0);
-    service.apply_migrations().await.unwrap();
+    service
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     server.wait_until_healthy().await;
     let before = server.scrape().await;
     server.sent.clear();

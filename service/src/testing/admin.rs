@@ -64,7 +64,7 @@ impl AdminSession {
             .max_connections(1)
             .connect_timeout(Duration::from_secs(5))
             .sqlx_logging(false);
-        let conn = migration::connect::connect(options)
+        let conn = connection::connect::connect(options)
             .await
             .unwrap_or_else(|err| panic!("admin session: {err}"));
         Self { conn }

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use migration::database_url::redact;
+use connection::database_url::redact;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
@@ -265,7 +265,7 @@ async fn exec(db: &DatabaseConnection, sql: &str) -> Result<(), sea_orm::DbErr> 
     db.execute_unprepared(sql).await.map(|_| ())
 }
 
-async fn connect_admin(url: &str) -> Result<DatabaseConnection, migration::connect::ConnectError> {
+async fn connect_admin(url: &str) -> Result<DatabaseConnection, connection::connect::ConnectError> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(1)
@@ -273,7 +273,7 @@ async fn connect_admin(url: &str) -> Result<DatabaseConnection, migration::conne
         .connect_timeout(Duration::from_secs(3))
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
-    migration::connect::connect(options).await
+    connection::connect::connect(options).await
 }
 
 /// `admin` with its database replaced by `name`.

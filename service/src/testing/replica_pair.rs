@@ -40,7 +40,7 @@ impl TestReplicaPair {
             .await
             .unwrap_or_else(|err| panic!("cannot connect to the test primary: {err}"));
         service
-            .apply_migrations()
+            .apply_migrations(&crate::MigratorOptions::default())
             .await
             .unwrap_or_else(|err| panic!("cannot migrate the test primary: {err}"));
         let _ = service.close().await;

@@ -15,7 +15,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::MigrationStatus;
@@ -35,7 +34,7 @@ pub enum Direction {
 /// # Errors
 ///
 /// A message naming what failed.
-pub async fn script<M: MigratorTrait>(
+pub async fn script<M: crate::MigrationSources>(
     url: &str,
     shadow_url: Option<&str>,
     status: &MigrationStatus,
@@ -61,12 +60,13 @@ pub async fn script<M: MigratorTrait>(
     outcome
 }
 
-async fn record<M: MigratorTrait>(
+async fn record<M: crate::MigrationSources>(
     scratch: &mut DatabaseConnection,
     applied: &[String],
     all: &[String],
     direction: Direction,
 ) -> Result<String, String> {
+    let checksums = crate::checksum::Checksums::of::<M>();
     let failed = |what: &str| {
         let what = what.to_owned();
         move |e: sea_orm_migration::DbErr| format!("cannot {what} on the scratch database: {e}")
@@ -98,7 +98,7 @@ async fn record<M: MigratorTrait>(
         )
         .await
         .map_err(failed("apply the applied migrations"))?;
-        crate::checksum::record(&*scratch, applied, true)
+        crate::checksum::record(&*scratch, &checksums, applied, true)
             .await
             .map_err(failed("record checksums"))?;
     }
@@ -136,7 +136,7 @@ async fn record<M: MigratorTrait>(
         match direction {
             Direction::Up(_) => {
                 M::up(&*scratch, Some(1)).await.map_err(failed(name))?;
-                crate::checksum::record(&*scratch, std::slice::from_ref(name), true)
+                crate::checksum::record(&*scratch, &checksums, std::slice::from_ref(name), true)
                     .await
                     .map_err(failed(name))?;
             }

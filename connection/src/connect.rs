@@ -1,14 +1,15 @@
 //! Opening a database and saying, in one line, why it failed.
 //!
-//! Used by the migrator CLI and by `service::DatabaseService::connect`, so both report a wrong
+//! Used by the migrator and by `service::DatabaseService::connect`, so both report a wrong
 //! host, port, password or database name the same way, and neither ever shows the password.
 
 use std::fmt;
 
-use sea_orm_migration::sea_orm::{
+use sea_orm::{
     ConnAcquireErr, ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, sqlx,
 };
 
+use crate::classify::ErrorKind;
 use crate::database_url::redact;
 
 /// Why a connection could not be opened.
@@ -98,29 +99,26 @@ impl ConnectFailure {
                 _ if io.to_string().contains("lookup address") => Self::HostNotFound,
                 _ => Self::Other(scrub(&io.to_string(), secret)),
             },
-            sqlx::Error::Database(db) => match db.code().as_deref() {
-                // invalid_password, invalid_authorization_specification
-                Some("28P01" | "28000") => Self::Authentication,
-                Some("3D000") => Self::UnknownDatabase,
-                Some("57P03") => Self::ServerStarting,
-                Some("53300") => Self::TooManyConnections,
-                // SQLITE_CANTOPEN
-                Some("14") => Self::CannotOpenFile,
-                // duplicate_prepared_statement, invalid_sql_statement_name: a statement of
-                // another client connection, or one missing, on a shared server session
-                Some("42P05" | "26000") => Self::TransactionPooler,
-                // protocol_violation, as PgBouncer reports a start-up parameter it does not know
-                Some("08P01") if db.message().starts_with("unsupported startup parameter") => {
-                    Self::StartupParameterRefused(
-                        db.message()
+            sqlx::Error::Database(_) => match crate::classify::server_error(err) {
+                Some(server) => match server.kind {
+                    ErrorKind::InvalidCredentials => Self::Authentication,
+                    ErrorKind::UnknownDatabase => Self::UnknownDatabase,
+                    ErrorKind::ServerStarting => Self::ServerStarting,
+                    ErrorKind::TooManyConnections => Self::TooManyConnections,
+                    ErrorKind::CannotOpenFile => Self::CannotOpenFile,
+                    ErrorKind::PreparedStatementCollision => Self::TransactionPooler,
+                    ErrorKind::StartupParameterRefused => Self::StartupParameterRefused(
+                        server
+                            .message
                             .rsplit(':')
                             .next()
                             .unwrap_or_default()
                             .trim()
                             .to_owned(),
-                    )
-                }
-                _ => Self::Other(scrub(db.message(), secret)),
+                    ),
+                    _ => Self::Other(scrub(server.message, secret)),
+                },
+                None => Self::Other(scrub(&err.to_string(), secret)),
             },
             other => Self::Other(scrub(&other.to_string(), secret)),
         }

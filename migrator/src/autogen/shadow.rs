@@ -11,7 +11,7 @@ use sea_orm_migration::sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
 
-use crate::database_url::redact;
+use connection::database_url::redact;
 
 /// The two scratch databases.
 #[derive(Debug)]
@@ -111,7 +111,7 @@ async fn connect(url: &str) -> Result<DatabaseConnection, String> {
         .min_connections(0)
         .connect_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
-    crate::connect::connect(options)
+    connection::connect::connect(options)
         .await
         .map_err(|e| e.to_string())
 }

@@ -2,21 +2,18 @@
 //! the difference, `autogenerate` writes a migration, the rebuilt migrator agrees with the
 //! entities, and the migration goes `up` and `down` leaving the schema as it was.
 //!
-//! Everything happens in a scratch copy of the crates (`entity`, `migration`, `service`) under
+//! Everything happens in a scratch copy of the crates the migrator needs under
 //! the test's temporary folder, never in this repository's sources. The copy is compiled with
 //! its own target folder (`$HOME/.cache/db-autogen-scratch-target`, kept between runs, so only
 //! the first run compiles the dependencies), and reused by every step: one test walks the
 //! steps in order, each building on the last.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{execute, query_text};
 use service::testing::{TestBackend, TestDatabase};
 
-mod common;
+use crate::sql::{execute, query_text};
 
 struct Scratch {
     root: PathBuf,
@@ -26,10 +23,10 @@ struct Scratch {
 impl Scratch {
     /// A fresh copy of the crates the migrator needs, as a workspace of its own.
     fn new() -> Self {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("autogen-scratch");
         let _ = std::fs::remove_dir_all(&root);
-        for dir in ["entity", "migration", "service"] {
+        for dir in [".cargo", "connection", "entity", "migrator", "migration"] {
             copy_dir(&repo.join(dir), &root.join(dir));
         }
         for file in ["Cargo.lock", "rustfmt.toml"] {
@@ -42,7 +39,7 @@ impl Scratch {
                 [workspace.find("members").unwrap()..]
                 .find(']')
                 .unwrap()],
-            r#"members = ["entity", "migration", "service"]"#,
+            r#"members = ["connection", "entity", "migrator", "migration"]"#,
         );
         std::fs::write(root.join("Cargo.toml"), workspace).unwrap();
         let target = std::env::var_os("HOME").map_or_else(

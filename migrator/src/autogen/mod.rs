@@ -1,6 +1,6 @@
 //! Model-first migrations: `cargo migrate check` and `cargo migrate autogenerate NAME`.
 //!
-//! The entities of the `entity` crate are the model. A comparison builds two scratch databases
+//! The entities of the `entity` crate (its declared list) are the model. A comparison builds two scratch databases
 //! ([`shadow`]), applies every migration to one and creates the entities' tables in the other
 //! ([`model`]), reads both catalogs the same way ([`catalog`]), and plans the difference
 //! ([`diff`]). `check` lists it; `autogenerate` writes it as a migration ([`emit`]) that runs
@@ -20,6 +20,8 @@ use std::time::Duration;
 use sea_orm_migration::SchemaManager;
 use sea_orm_migration::sea_orm::DbBackend;
 
+use crate::MigrationSources;
+use crate::options::MigratorOptions;
 use crate::runner::{self, UpTo};
 use diff::Change;
 use model::ModelTable;
@@ -43,21 +45,26 @@ pub struct Comparison {
 /// # Errors
 ///
 /// A message saying what failed: the model, a scratch database, a migration.
-pub async fn compare<M: sea_orm_migration::MigratorTrait + 'static>(
+pub async fn compare<M: MigrationSources + 'static>(
     url: &str,
     shadow_url: Option<&str>,
+    entities: model::Entities,
 ) -> Result<Comparison, String> {
     let backend = if url.starts_with("sqlite:") {
         DbBackend::Sqlite
     } else {
         DbBackend::Postgres
     };
-    let model = model::tables(backend)?;
+    let model = model::tables(entities, backend)?;
     let shadow = Shadow::open(url, shadow_url).await?;
     let (migrated, model_db, tables) =
         (shadow.migrated.clone(), shadow.model.clone(), model.clone());
     let work = tokio::spawn(async move {
-        runner::up::<M>(&migrated, UpTo::Latest, Duration::from_secs(30))
+        let options = MigratorOptions {
+            lock_timeout: Duration::from_secs(30),
+            ..MigratorOptions::default()
+        };
+        runner::up::<M>(&migrated, UpTo::Latest, &options)
             .await
             .map_err(|e| format!("cannot apply the migrations to the scratch database: {e}"))?;
         let actual = catalog::read(&migrated, ignore::TABLES)

@@ -1,18 +1,46 @@
-//! The migrator binary, as users and deploy scripts run it.
+//! The migrator binary (`cargo migrate`), as users and deploy scripts run it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
-use common::{execute, query_text};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use service::testing::{PoolMode, TestBackend, TestCluster, TestDatabase, TestPgBouncer};
 
-mod common;
+use crate::sql::{execute, query_text};
+
+/// The `migration` binary (what `cargo migrate` runs), built once per test run into this test
+/// binary's own target folder and profile.
+pub fn migrator_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // This test binary is `<target>/<profile>/deps/integration-…`.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+        let target = profile_dir.parent().unwrap();
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args(["build", "-q", "-p", "migration", "--bin", "migration"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("CARGO_TARGET_DIR", target);
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
+            build.arg("--release");
+        }
+        let output = build.output().unwrap();
+        assert!(
+            output.status.success(),
+            "cannot build the migration binary:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        profile_dir.join(format!("migration{}", std::env::consts::EXE_SUFFIX))
+    })
+}
 
 fn migrator(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_migration"));
+    let mut command = Command::new(migrator_binary());
     command
         .args(args)
         .env_remove("DATABASE_URL")
@@ -465,7 +493,14 @@ async fn a_database_that_applied_the_single_transaction_bodies_is_not_changed_an
     let url = db.config().url.expose_secret();
     assert!(run(&url, &["up"]).status.success());
     // As the releases before the online migrations recorded them.
-    for (version, old, _) in migration::checksum::SUPERSEDED {
+    use migrator::MigrationSources as _;
+    let checksums = migrator::checksum::Checksums::of::<migration::Migrator>();
+    for migrator::Superseded {
+        version,
+        checksum: old,
+        ..
+    } in migration::Migrator::superseded()
+    {
         db.connection()
             .execute_unprepared(&format!(
                 "UPDATE seaql_migrations_checksum SET checksum = '{old}' WHERE version = '{version}'"
@@ -496,7 +531,7 @@ async fn a_database_that_applied_the_single_transaction_bodies_is_not_changed_an
             .unwrap();
         assert_eq!(
             Some(recorded.as_str()),
-            migration::checksum::of(version),
+            checksums.current(version),
             "up records the current body of {version}"
         );
     }

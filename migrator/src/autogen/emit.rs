@@ -91,7 +91,7 @@ pub fn migration(
             source,
             "//!\n//! Not a transaction on PostgreSQL: each index is built `CONCURRENTLY`, so writes \
              to its table go on meanwhile; an `INVALID` index left by an interrupted build is \
-             dropped and built again by the next `up` (`crate::online`)."
+             dropped and built again by the next `up` (`migrator::online`)."
         );
     }
     source.push('\n');
@@ -109,10 +109,10 @@ pub fn migration(
     match crate_uses.as_slice() {
         [] => {}
         [one] => {
-            let _ = writeln!(source, "\nuse crate::{one};");
+            let _ = writeln!(source, "\nuse migrator::{one};");
         }
         many => {
-            let _ = writeln!(source, "\nuse crate::{{{}}};", many.join(", "));
+            let _ = writeln!(source, "\nuse migrator::{{{}}};", many.join(", "));
         }
     }
     source.push_str(
@@ -945,7 +945,7 @@ mod tests {
 
         let emitted = migration("add_post_index", &online, &[], DbBackend::Postgres).unwrap();
         for expected in [
-            "use crate::online;",
+            "use migrator::online;",
             "online::create_index(\n            manager,\n            Index::create()\n                \
              .name(\"idx-post-user_id\")\n                .table(Post::Table)\n                \
              .col(Post::UserId)\n                .to_owned(),\n            None,\n        )\n        \

@@ -1,5 +1,6 @@
-//! The migrator's command line: `cargo run -p migration -- <command>` (`cargo migrate
-//! <command>`), which is also what `sea-orm-cli migrate <command>` runs.
+//! The migrator's command line: the `migration` crate's `main.rs` calls [`main`] with its
+//! [`Project`], so `cargo run -p migration -- <command>` (`cargo migrate <command>`) runs it,
+//! and so does `sea-orm-cli migrate <command>`.
 //!
 //! It accepts everything `sea_orm_migration::cli` does (`-u/--database-url`,
 //! `-s/--database-schema`, `-v`, and the subcommands `up -n`, `down -n`, `status`, `fresh`,
@@ -14,8 +15,8 @@
 //! * `schema`, the catalog snapshot used by the drift check.
 //!
 //! It never panics on a missing `DATABASE_URL` (it uses the embedded SQLite default and says
-//! so), never prints the password, and `generate` writes into this crate wherever it is run
-//! from.
+//! so), never prints the password, and `generate` writes into the migration crate wherever it
+//! is run from.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -24,10 +25,29 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use sea_orm_migration::sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, Statement};
 
-use crate::connect::ConnectError;
-use crate::database_url::{UrlSource, redact, sqlite_file};
+use connection::connect::ConnectError;
+use connection::database_url::{UrlSource, sqlite_file};
+use sea_orm_migration::sea_orm::ConnectionTrait;
+use sea_orm_migration::sea_orm::sea_query::{IndexCreateStatement, TableCreateStatement};
+
+use crate::options::MigratorOptions;
 use crate::runner::{self, DownTo, MigrateError, UpTo};
-use crate::{ConnectionTrait, MigrationStatus, Migrator};
+use crate::{MigrationSources, MigrationStatus};
+
+/// What the command line works on: the migration crate and the entities of the model.
+#[derive(Debug, Clone, Copy)]
+pub struct Project {
+    /// The migration crate's folder (`env!("CARGO_MANIFEST_DIR")` in its `main.rs`): where
+    /// `generate` and `autogenerate` write.
+    pub migration_dir: &'static str,
+    /// Every entity's statements, for a backend: the model `check` and `autogenerate` compare
+    /// the migrations with (`entity::tables`).
+    pub entities: fn(DbBackend) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)>,
+    /// The names of the declared entity modules (`entity::MODULES`).
+    pub entity_modules: &'static [&'static str],
+    /// The entity crate's source folder, to name a module file left out of the declared list.
+    pub entity_dir: &'static str,
+}
 
 /// Exit codes of the migrator, for scripts.
 pub mod exit_code {
@@ -78,9 +98,9 @@ pub struct Cli {
     )]
     pub shadow_database_url: Option<String>,
 
-    /// Seconds to wait for another migrator to finish (PostgreSQL advisory lock).
-    #[arg(long, global = true, env = "MIGRATION_LOCK_TIMEOUT", default_value_t = runner::DEFAULT_LOCK_TIMEOUT.as_secs())]
-    pub lock_timeout: u64,
+    /// The settings of the run (lock waits, batches, allow-changed).
+    #[command(flatten)]
+    pub options: MigratorOptions,
 
     /// What to do (default: `up`).
     #[command(subcommand)]
@@ -145,9 +165,6 @@ pub enum Command {
         /// Print the SQL instead of running it (the database is only read).
         #[arg(long)]
         sql: bool,
-        /// Go on although an applied migration's source changed since it was applied.
-        #[arg(long, env = "MIGRATION_ALLOW_CHANGED", value_parser = clap::builder::FalseyValueParser::new())]
-        allow_changed: bool,
         /// Apply only the next N pending migrations.
         #[arg(short = 'n', long, conflicts_with = "to")]
         num: Option<u32>,
@@ -231,16 +248,22 @@ pub enum CliError {
     Runtime(std::io::Error),
 }
 
-/// Entry point of the `migration` binary: loads `.env`, parses the arguments, runs, and turns
-/// the outcome into an exit status (errors go to stderr, one line).
+/// Entry point of the `migration` binary: loads `.env`, parses the arguments (a bad value is a
+/// usage error naming its variable), runs, and turns the outcome into an exit status (errors
+/// go to stderr, one line).
 #[must_use]
-pub fn main() -> ExitCode {
+pub fn main<M: MigrationSources + 'static>(project: &Project) -> ExitCode {
     // `.env` first, so `DATABASE_URL` (and `DATABASE_DIRECT_URL`) from it are seen.
-    let dotenv = crate::database_url::load_dotenv();
+    let dotenv = connection::database_url::load_dotenv();
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    let default_filter = if cli.verbose {
+        "debug"
+    } else {
+        "migration=info,migrator=info,sea_orm_migration=info"
+    };
+    connection::init_tracing(default_filter, cli.verbose);
     let outcome = match dotenv {
-        Ok(()) => run(cli),
+        Ok(()) => run::<M>(cli, project),
         Err(message) => Err(CliError::DotEnv(message)),
     };
     match outcome {
@@ -258,10 +281,8 @@ pub fn main() -> ExitCode {
 /// # Errors
 ///
 /// A [`CliError`] naming what failed.
-pub fn run(cli: Cli) -> Result<u8, CliError> {
+pub fn run<M: MigrationSources + 'static>(cli: Cli, project: &Project) -> Result<u8, CliError> {
     let command = cli.command.clone().unwrap_or(Command::Up {
-        allow_changed: std::env::var("MIGRATION_ALLOW_CHANGED")
-            .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false" | "no" | "off")),
         sql: false,
         num: None,
         to: None,
@@ -272,7 +293,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         ..
     } = &command
     {
-        sea_orm_cli::run_migrate_generate(env!("CARGO_MANIFEST_DIR"), migration_name, !local_time)
+        sea_orm_cli::run_migrate_generate(project.migration_dir, migration_name, !local_time)
             .map_err(|err| CliError::Generate(err.to_string()))?;
         return Ok(exit_code::OK);
     }
@@ -281,16 +302,15 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         .build()
         .map_err(CliError::Runtime)?;
     if matches!(command, Command::Check | Command::Autogenerate { .. }) {
-        return runtime.block_on(model_first(&cli, &command));
+        return runtime.block_on(model_first::<M>(&cli, &command, project));
     }
     runtime.block_on(async {
         let db = connect(&cli).await?;
-        let lock_timeout = Duration::from_secs(cli.lock_timeout);
         let outcome = match &command {
             Command::Up { sql: true, .. } | Command::Down { sql: true, .. } => {
-                offline(&cli, &db, &command).await
+                offline::<M>(&cli, &db, &command).await
             }
-            _ => execute(&db, &command, lock_timeout).await,
+            _ => execute::<M>(&db, &command, &cli.options).await,
         };
         let _ = db.close().await;
         outcome
@@ -316,8 +336,12 @@ fn database_url(cli: &Cli) -> UrlSource {
 }
 
 /// `up --sql`, `down --sql`: print what would run (see [`crate::offline`]).
-async fn offline(cli: &Cli, db: &DatabaseConnection, command: &Command) -> Result<u8, CliError> {
-    let status = read_status(db).await?;
+async fn offline<M: MigrationSources>(
+    cli: &Cli,
+    db: &DatabaseConnection,
+    command: &Command,
+) -> Result<u8, CliError> {
+    let status = read_status::<M>(db).await?;
     let failed = |source| CliError::Migrate {
         command: "offline",
         source,
@@ -328,28 +352,22 @@ async fn offline(cli: &Cli, db: &DatabaseConnection, command: &Command) -> Resul
         }));
     }
     let direction = match command {
-        Command::Up { num, to, .. } => crate::offline::Direction::Up(match (num, to) {
-            (_, Some(version)) => match status.pending.iter().position(|p| p == version) {
-                Some(i) => i + 1,
-                None if status.applied.iter().any(|a| &a.version == version) => 0,
-                None => return Err(failed(MigrateError::NoSuchMigration(version.clone()))),
-            },
-            (Some(n), None) => status.pending.len().min(*n as usize),
-            (None, None) => status.pending.len(),
-        }),
-        Command::Down { num, to, .. } => crate::offline::Direction::Down(match to {
-            Some(version) => match status.applied.iter().position(|a| &a.version == version) {
-                Some(i) => status.applied.len() - i - 1,
-                None if status.pending.contains(version) => {
-                    return Err(failed(MigrateError::NotApplied(version.clone())));
-                }
-                None => return Err(failed(MigrateError::NoSuchMigration(version.clone()))),
-            },
-            None => status.applied.len().min(*num as usize),
-        }),
+        Command::Up { num, to, .. } => crate::offline::Direction::Up(
+            runner::resolve_up(&status, &up_target(*num, to)).map_err(failed)?,
+        ),
+        Command::Down { num, to, .. } => {
+            let applied: Vec<String> = status.applied.iter().map(|a| a.version.clone()).collect();
+            let target = match to {
+                Some(version) => DownTo::Version(version.clone()),
+                None => DownTo::Steps(*num),
+            };
+            crate::offline::Direction::Down(
+                runner::resolve_down(&status, &applied, &target).map_err(failed)?,
+            )
+        }
         _ => return Ok(exit_code::OK),
     };
-    let script = crate::offline::script::<Migrator>(
+    let script = crate::offline::script::<M>(
         &database_url(cli).url(),
         cli.shadow_database_url.as_deref(),
         &status,
@@ -362,11 +380,18 @@ async fn offline(cli: &Cli, db: &DatabaseConnection, command: &Command) -> Resul
 }
 
 /// `check` and `autogenerate`: compare on scratch databases of the URL's backend.
-async fn model_first(cli: &Cli, command: &Command) -> Result<u8, CliError> {
+async fn model_first<M: MigrationSources + 'static>(
+    cli: &Cli,
+    command: &Command,
+    project: &Project,
+) -> Result<u8, CliError> {
     let url = database_url(cli).url();
-    let comparison = crate::autogen::compare::<Migrator>(&url, cli.shadow_database_url.as_deref())
-        .await
+    crate::autogen::model::check_declared(project.entity_modules, project.entity_dir)
         .map_err(CliError::Autogenerate)?;
+    let comparison =
+        crate::autogen::compare::<M>(&url, cli.shadow_database_url.as_deref(), project.entities)
+            .await
+            .map_err(CliError::Autogenerate)?;
     let backend = match comparison.backend {
         DbBackend::Postgres => "PostgreSQL",
         _ => "SQLite",
@@ -406,7 +431,7 @@ async fn model_first(cli: &Cli, command: &Command) -> Result<u8, CliError> {
                 )
                 .map_err(CliError::Autogenerate)?;
                 let path = crate::autogen::write(
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+                    std::path::Path::new(project.migration_dir),
                     name,
                     &emitted.source,
                 )
@@ -460,16 +485,7 @@ async fn model_first(cli: &Cli, command: &Command) -> Result<u8, CliError> {
 async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
     let source = database_url(cli);
     let url = source.url();
-    match &source {
-        UrlSource::EmbeddedDefault(path) => {
-            let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-            tracing::warn!(
-                "DATABASE_URL is not set: using the embedded SQLite database {}",
-                shown.display()
-            );
-        }
-        UrlSource::Configured(url) => tracing::info!("Connecting to {}", redact(url)),
-    }
+    source.announce();
     source.prepare().map_err(|source| CliError::PrepareSqlite {
         path: sqlite_file(&url)
             .map(|p| p.display().to_string())
@@ -493,35 +509,21 @@ async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
                 .clone()
                 .unwrap_or_else(|| "public".into()),
         );
-    crate::connect::connect(options)
+    connection::connect::connect(options)
         .await
         .map_err(CliError::Connect)
 }
 
-async fn execute(
+async fn execute<M: MigrationSources>(
     db: &DatabaseConnection,
     command: &Command,
-    lock_timeout: Duration,
+    options: &MigratorOptions,
 ) -> Result<u8, CliError> {
     let failed = |command: &'static str| move |source| CliError::Migrate { command, source };
     match command {
-        Command::Up {
-            num,
-            to,
-            allow_changed,
-            ..
-        } => {
-            let target = match (num, to) {
-                (_, Some(version)) => UpTo::Version(version.clone()),
-                (Some(n), None) => UpTo::Steps(*n),
-                (None, None) => UpTo::Latest,
-            };
-            let changed = if *allow_changed {
-                runner::Changed::Allow
-            } else {
-                runner::Changed::Refuse
-            };
-            runner::up_with::<Migrator>(db, target, lock_timeout, changed)
+        Command::Up { num, to, .. } => {
+            let target = up_target(*num, to);
+            runner::up::<M>(db, target, options)
                 .await
                 .map_err(failed("up"))?;
         }
@@ -534,36 +536,36 @@ async fn execute(
         } => {
             let target = match (to, all) {
                 (_, true) => {
-                    confirm(db, "down --all", *force).await?;
+                    confirm::<M>(db, "down --all", *force).await?;
                     DownTo::Nothing
                 }
                 (Some(version), false) => DownTo::Version(version.clone()),
                 (None, false) => DownTo::Steps(*num),
             };
-            runner::down::<Migrator>(db, target, lock_timeout)
+            runner::down::<M>(db, target, options)
                 .await
                 .map_err(failed("down"))?;
         }
         Command::Fresh { force } => {
-            confirm(db, "fresh", *force).await?;
-            runner::fresh::<Migrator>(db, lock_timeout)
+            confirm::<M>(db, "fresh", *force).await?;
+            runner::fresh::<M>(db, options)
                 .await
                 .map_err(failed("fresh"))?;
         }
         Command::Refresh { force } => {
-            confirm(db, "refresh", *force).await?;
-            runner::refresh::<Migrator>(db, lock_timeout)
+            confirm::<M>(db, "refresh", *force).await?;
+            runner::refresh::<M>(db, options)
                 .await
                 .map_err(failed("refresh"))?;
         }
         Command::Reset { force } => {
-            confirm(db, "reset", *force).await?;
-            runner::reset::<Migrator>(db, lock_timeout)
+            confirm::<M>(db, "reset", *force).await?;
+            runner::reset::<M>(db, options)
                 .await
                 .map_err(failed("reset"))?;
         }
         Command::Status { json } => {
-            let status = read_status(db).await?;
+            let status = read_status::<M>(db).await?;
             if *json {
                 print_stdout(&status_json(&status));
                 return Ok(if !status.unknown.is_empty() {
@@ -595,8 +597,19 @@ async fn execute(
     Ok(exit_code::OK)
 }
 
-async fn read_status(db: &DatabaseConnection) -> Result<MigrationStatus, CliError> {
-    crate::status::<Migrator, _>(db)
+/// The `up` target of `-n` and `--to`.
+fn up_target(num: Option<u32>, to: &Option<String>) -> UpTo {
+    match (num, to) {
+        (_, Some(version)) => UpTo::Version(version.clone()),
+        (Some(n), None) => UpTo::Steps(n),
+        (None, None) => UpTo::Latest,
+    }
+}
+
+async fn read_status<M: MigrationSources>(
+    db: &DatabaseConnection,
+) -> Result<MigrationStatus, CliError> {
+    crate::status::<M, _>(db)
         .await
         .map_err(|source| CliError::Migrate {
             command: "status",
@@ -609,7 +622,7 @@ async fn read_status(db: &DatabaseConnection) -> Result<MigrationStatus, CliErro
 
 /// Lets a destructive command through when forced, or when a person at a terminal types `yes`
 /// after reading what it would do.
-async fn confirm(
+async fn confirm<M: MigrationSources>(
     db: &DatabaseConnection,
     command: &'static str,
     force: Force,
@@ -617,7 +630,7 @@ async fn confirm(
     if force.force {
         return Ok(());
     }
-    let plan = describe(db, command).await?;
+    let plan = describe::<M>(db, command).await?;
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         let mut stderr = std::io::stderr();
         let _ = write!(
@@ -635,8 +648,11 @@ async fn confirm(
 }
 
 /// What a destructive command would do to this database, in words.
-async fn describe(db: &DatabaseConnection, command: &str) -> Result<String, CliError> {
-    let applied: Vec<String> = read_status(db)
+async fn describe<M: MigrationSources>(
+    db: &DatabaseConnection,
+    command: &str,
+) -> Result<String, CliError> {
+    let applied: Vec<String> = read_status::<M>(db)
         .await?
         .applied
         .into_iter()
@@ -719,22 +735,8 @@ fn status_text(status: &MigrationStatus) -> String {
 }
 
 fn status_json(status: &MigrationStatus) -> String {
-    let applied_at = |secs: i64| {
-        chrono::DateTime::from_timestamp(secs, 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-    };
-    let recorded = |list: &[crate::AppliedMigration]| {
-        list.iter()
-            .map(|m| serde_json::json!({ "version": m.version, "applied_at": applied_at(m.applied_at) }))
-            .collect::<Vec<_>>()
-    };
-    let document = serde_json::json!({
-        "up_to_date": status.is_up_to_date(),
-        "applied": recorded(&status.applied),
-        "pending": status.pending.iter().map(|v| serde_json::json!({ "version": v })).collect::<Vec<_>>(),
-        "unknown": recorded(&status.unknown),
-        "changed": status.changed.iter().map(|v| serde_json::json!({ "version": v })).collect::<Vec<_>>(),
-    });
+    let document = serde_json::to_string(&crate::status::StatusDocument::from(status))
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     format!("{document}\n")
 }
 
@@ -746,21 +748,4 @@ fn report_error(err: &CliError) {
 #[allow(clippy::print_stdout)] // the listing, JSON document or dump is the command's output
 fn print_stdout(text: &str) {
     print!("{text}");
-}
-
-fn init_tracing(verbose: bool) {
-    use tracing_subscriber::EnvFilter;
-    let default = if verbose {
-        "debug"
-    } else {
-        "migration=info,sea_orm_migration=info"
-    };
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(verbose)
-        .without_time()
-        .try_init();
 }

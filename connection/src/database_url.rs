@@ -1,6 +1,6 @@
 //! Where the database is: `DATABASE_URL`, or the embedded SQLite default.
 //!
-//! Shared by the migrator CLI and the `service` crate, so both always open the same database.
+//! Shared by the migrator and the `service` crate, so both always open the same database.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +40,22 @@ impl UrlSource {
         match self {
             Self::Configured(url) => url.clone(),
             Self::EmbeddedDefault(path) => format!("sqlite://{}?mode=rwc", path.display()),
+        }
+    }
+
+    /// Logs which database is used: a warning naming the file when it is the embedded SQLite
+    /// default (nothing configured, so probably not what a deployment wants), the URL
+    /// (password redacted) otherwise.
+    pub fn announce(&self) {
+        match self {
+            Self::EmbeddedDefault(path) => {
+                let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                tracing::warn!(
+                    "DATABASE_URL is not set: using the embedded SQLite database {}",
+                    shown.display()
+                );
+            }
+            Self::Configured(url) => tracing::info!("Connecting to {}", redact(url)),
         }
     }
 

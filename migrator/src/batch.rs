@@ -8,9 +8,9 @@
 //! to the progress reporter: a line in the log every few seconds, or the migrator's progress
 //! bar on a terminal (see [`set_reporter`]).
 //!
-//! Settings: `MIGRATION_BATCH_SIZE` (rows per batch, default 5000) and
-//! `MIGRATION_BATCH_PAUSE_MS` (pause between batches, default 0), read when a migration
-//! starts its walk.
+//! Settings: the run's [`MigratorOptions`](crate::MigratorOptions) (`batch_size`, default
+//! 5000 rows, `MIGRATION_BATCH_SIZE`; `batch_pause`, default none, `MIGRATION_BATCH_PAUSE`),
+//! which the runner hands to the migrations it runs.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -100,18 +100,11 @@ pub struct Batches {
 }
 
 impl Batches {
-    /// A walk named `label` (for progress) over `table` by `key`, with the sizes of the
-    /// environment (see the module documentation).
+    /// A walk named `label` (for progress) over `table` by `key`, with the batch size and
+    /// pause of the run in progress ([`crate::options::current`]).
     pub fn new(label: &str, table: impl IntoIden, key: impl IntoIden) -> Self {
-        let size = std::env::var("MIGRATION_BATCH_SIZE")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|n| (1..=1_000_000).contains(n))
-            .unwrap_or(5000);
-        let pause = std::env::var("MIGRATION_BATCH_PAUSE_MS")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(Duration::ZERO, Duration::from_millis);
+        let options = crate::options::current();
+        let (size, pause) = (options.batch_size, options.batch_pause);
         Self {
             label: label.to_owned(),
             table: table.into_iden().to_string(),

@@ -4,29 +4,71 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, FromQueryResult, Statement};
 use sea_orm_migration::seaql_migrations;
+use serde::{Serialize, Serializer};
 
 /// A migration recorded in the database's migrations table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppliedMigration {
     /// The migration's name, e.g. `m20261127_000001_create_user_table`.
     pub version: String,
-    /// When it was applied, in seconds since the Unix epoch (as SeaORM records it).
+    /// When it was applied, in seconds since the Unix epoch (as SeaORM records it); in JSON,
+    /// RFC 3339 in UTC.
+    #[serde(serialize_with = "rfc3339")]
     pub applied_at: i64,
 }
 
 /// The migrations of the code compared with the ones recorded in the database.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// In JSON (`status --json`), through [`StatusDocument`]: `{"up_to_date", "applied":
+/// [{"version", "applied_at"}], "pending": [{"version"}], "unknown": […], "changed":
+/// [{"version"}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct MigrationStatus {
     /// Known to the code and recorded in the database, oldest first.
     pub applied: Vec<AppliedMigration>,
     /// Known to the code, not yet applied, in the order `up` will apply them.
+    #[serde(serialize_with = "versions")]
     pub pending: Vec<String>,
     /// Recorded in the database but absent from the code: applied by a newer (or different)
     /// build. `up` and `down` refuse to run until this is resolved.
     pub unknown: Vec<AppliedMigration>,
     /// Applied, and edited since: the checksum recorded when it was applied differs from this
     /// build's source (see [`crate::checksum`]). `up` refuses to run until this is resolved.
+    #[serde(serialize_with = "versions")]
     pub changed: Vec<String>,
+}
+
+/// The status as `status --json` prints it: whether it is up to date, then the lists.
+#[derive(Debug, Serialize)]
+pub struct StatusDocument<'a> {
+    /// [`MigrationStatus::is_up_to_date`].
+    pub up_to_date: bool,
+    /// The lists.
+    #[serde(flatten)]
+    pub status: &'a MigrationStatus,
+}
+
+impl<'a> From<&'a MigrationStatus> for StatusDocument<'a> {
+    fn from(status: &'a MigrationStatus) -> Self {
+        Self {
+            up_to_date: status.is_up_to_date(),
+            status,
+        }
+    }
+}
+
+fn rfc3339<S: Serializer>(secs: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    chrono::DateTime::from_timestamp(*secs, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .serialize(serializer)
+}
+
+fn versions<S: Serializer>(names: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Version<'a> {
+        version: &'a str,
+    }
+    serializer.collect_seq(names.iter().map(|version| Version { version }))
 }
 
 impl MigrationStatus {
@@ -45,7 +87,7 @@ impl MigrationStatus {
 /// Any database error while reading the catalog or the migrations table.
 pub async fn status<M, C>(db: &C) -> Result<MigrationStatus, DbErr>
 where
-    M: MigratorTrait,
+    M: crate::MigrationSources,
     C: ConnectionTrait,
 {
     let table = M::migration_table_name();
@@ -71,7 +113,7 @@ where
         recorded,
     );
     let checksums = crate::checksum::recorded(db).await?;
-    status.changed = crate::checksum::changed(
+    status.changed = crate::checksum::Checksums::of::<M>().changed(
         status.applied.iter().map(|a| a.version.as_str()),
         &checksums,
     );

@@ -10,32 +10,56 @@
 use std::collections::BTreeMap;
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DbBackend, EntityTrait, Schema};
-
-include!(concat!(env!("OUT_DIR"), "/entities.rs"));
+use sea_orm_migration::sea_orm::DbBackend;
 
 /// The columns [`crate::timestamps::create_table`] adds.
 pub const TIMESTAMP_COLUMNS: [&str; 2] = ["created_at", "updated_at"];
 
-/// One entity's statements, for one backend.
-#[derive(Debug, Clone)]
-pub struct EntityModel {
-    build: fn(DbBackend) -> (TableCreateStatement, Vec<IndexCreateStatement>),
-}
+/// Every entity's `CREATE TABLE` and `CREATE INDEX` statements for a backend (the entity
+/// crate's `tables`).
+pub type Entities = fn(DbBackend) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)>;
 
-impl EntityModel {
-    /// The model of entity `E`.
-    pub fn of<E: EntityTrait + Default>(_entity: E) -> Self {
-        Self {
-            build: |backend| {
-                let schema = Schema::new(backend);
-                (
-                    schema.create_table_from_entity(E::default()),
-                    schema.create_index_from_entity(E::default()),
-                )
-            },
-        }
+/// Checks that every module file of the entity crate's `src/` (but `lib.rs`, `prelude.rs`,
+/// `mod.rs`) is one of the declared entity `modules`: a module left out of the list is no
+/// entity of the model, so the comparison would miss its table. A folder that cannot be read
+/// (a build moved away from its sources) is not checked.
+///
+/// # Errors
+///
+/// The modules left out, and the line to add for each.
+pub fn check_declared(modules: &[&str], entity_dir: &str) -> Result<(), String> {
+    let Ok(dir) = std::fs::read_dir(entity_dir) else {
+        return Ok(());
+    };
+    let mut missing: Vec<String> = dir
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let stem = path.file_stem()?.to_str()?.to_owned();
+            (path.extension()? == "rs").then_some(stem)
+        })
+        .filter(|stem| !["lib", "prelude", "mod"].contains(&stem.as_str()))
+        .filter(|stem| !modules.contains(&stem.as_str()))
+        .collect();
+    missing.sort();
+    if missing.is_empty() {
+        return Ok(());
     }
+    Err(format!(
+        "entity/src has module files that are not declared as entities: {}. Add {} to the \
+         `entities! {{ … }}` list in entity/src/lib.rs (and `pub use super::<name>::Entity as \
+         <Name>;` to prelude.rs)",
+        missing
+            .iter()
+            .map(|m| format!("{m}.rs"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        missing
+            .iter()
+            .map(|m| format!("`pub mod {m};`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// A table of the model, ready to create or to write into a migration.
@@ -69,10 +93,9 @@ impl ModelTable {
 /// # Errors
 ///
 /// An entity without a plain table name, or foreign keys that form a cycle.
-pub fn tables(backend: DbBackend) -> Result<Vec<ModelTable>, String> {
+pub fn tables(entities: Entities, backend: DbBackend) -> Result<Vec<ModelTable>, String> {
     let mut tables = Vec::new();
-    for entity in entities() {
-        let (create, indexes) = (entity.build)(backend);
+    for (create, indexes) in entities(backend) {
         tables.push(model_table(&create, indexes)?);
     }
     order_by_dependency(tables)
@@ -230,7 +253,7 @@ mod tests {
 
     #[test]
     fn the_user_entity_is_a_timestamped_table_with_a_unique_email() {
-        let tables = tables(DbBackend::Postgres).unwrap();
+        let tables = tables(entity::tables, DbBackend::Postgres).unwrap();
         let user = tables.iter().find(|t| t.name == "user").unwrap();
         assert!(user.timestamps);
         assert!(user.column("created_at").is_none(), "left to the helper");
@@ -239,6 +262,17 @@ mod tests {
         assert_eq!(
             email.get_column_type(),
             Some(&ColumnType::String(StringLen::N(255)))
+        );
+    }
+
+    #[test]
+    fn a_module_file_left_out_of_the_declared_entities_is_named_with_the_line_to_add() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../entity/src");
+        assert_eq!(check_declared(entity::MODULES, dir), Ok(()));
+        let err = check_declared(&[], dir).unwrap_err();
+        assert!(
+            err.contains("user.rs") && err.contains("`pub mod user;`"),
+            "{err}"
         );
     }
 
