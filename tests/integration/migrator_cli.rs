@@ -41,16 +41,50 @@ pub fn migrator_binary() -> &'static Path {
 
 fn migrator(args: &[&str]) -> Command {
     let mut command = Command::new(migrator_binary());
+    for variable in migrator::options::environment() {
+        command.env_remove(variable.name);
+    }
     command
         .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("DATABASE_DIRECT_URL")
-        .env_remove("DATABASE_SCHEMA")
-        .env_remove("MIGRATION_LOCK_TIMEOUT")
-        .env_remove("MIGRATION_FORCE")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null());
     command
+}
+
+#[tokio::test]
+async fn durations_are_read_at_start_up_and_a_bad_one_stops_it_naming_the_variable() {
+    let db = TestDatabase::empty(TestBackend::Sqlite).await;
+    let url = db.config().url.expose_secret();
+    let bad = migrator(&["-u", &url, "up"])
+        .env("MIGRATION_LOCK_WAIT", "abc")
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a usage error: {}",
+        stderr(&bad)
+    );
+    assert!(
+        stderr(&bad).contains("MIGRATION_LOCK_WAIT") && stderr(&bad).contains("500ms, 5s or 2m"),
+        "{}",
+        stderr(&bad)
+    );
+    assert_eq!(
+        query_text(
+            &url,
+            "SELECT CAST(count(*) AS TEXT) FROM sqlite_master WHERE name = 'user'"
+        )
+        .await,
+        "0",
+        "nothing ran"
+    );
+    let good = migrator(&["-u", &url, "up"])
+        .env("MIGRATION_LOCK_WAIT", "2m")
+        .env("MIGRATION_LOCK_TIMEOUT", "90")
+        .output()
+        .unwrap();
+    assert!(good.status.success(), "{}", stderr(&good));
 }
 
 fn run(url: &str, args: &[&str]) -> Output {
@@ -683,7 +717,7 @@ async fn a_migrator_killed_mid_way_is_finished_by_the_next_up_changing_each_emai
     // Small batches with a pause, so the walk is still running when it is killed.
     let mut child = migrator(&["-u", &url, "up"])
         .env("MIGRATION_BATCH_SIZE", "2000")
-        .env("MIGRATION_BATCH_PAUSE_MS", "20")
+        .env("MIGRATION_BATCH_PAUSE", "20ms")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -806,7 +840,7 @@ async fn a_ddl_migration_blocked_by_a_long_transaction_gives_up_naming_it_while_
         .unwrap();
 
     let child = migrator(&["-u", &url, "up"])
-        .env("MIGRATION_LOCK_WAIT", "0.3")
+        .env("MIGRATION_LOCK_WAIT", "300ms")
         .env("MIGRATION_LOCK_RETRIES", "2")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

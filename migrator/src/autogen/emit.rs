@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use heck::{ToSnakeCase as _, ToUpperCamelCase as _};
+
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
@@ -197,34 +199,21 @@ impl Idens {
     }
 }
 
-/// `post_tag` → `PostTag`.
+/// The enum or variant name `DeriveIden` turns back into `name`, as SeaORM names them
+/// (`heck`'s upper camel case: `post_tag` → `PostTag`). A name that would not start an
+/// identifier (a digit first) gets a `C` before it; the `iden` attribute then keeps the name.
 #[must_use]
 pub fn camel(name: &str) -> String {
-    name.split(['_', '-', ' '])
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_uppercase().chain(chars).collect()
-            })
-        })
-        .collect()
+    let camel = name.to_upper_camel_case();
+    match camel.chars().next() {
+        Some(first) if first.is_alphabetic() => camel,
+        _ => format!("C{camel}"),
+    }
 }
 
-/// `PostTag` → `post_tag`, as `DeriveIden` names a variant.
-fn snake(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// What `DeriveIden` names the variant `camel` (`heck`'s snake case, as SeaORM converts).
+fn snake(camel: &str) -> String {
+    camel.to_snake_case()
 }
 
 /// The `up` and `down` code of `change`; `online`: the migration is not a transaction, and an
@@ -838,6 +827,41 @@ mod tests {
         assert_eq!(camel("post_tag"), "PostTag");
         assert_eq!(snake("PostTag"), "post_tag");
         assert_eq!(camel("user"), "User");
+    }
+
+    /// Whatever the words look like, the rendered enum says the name exactly: a variant whose
+    /// `DeriveIden` name would differ carries the name in `iden`.
+    #[test]
+    fn every_identifier_renders_the_column_name_exactly() {
+        let mut idens = Idens::default();
+        for column in [
+            "pos_x_y",
+            "line2_total",
+            "a_b_c_d",
+            "http_status_2xx",
+            "_hidden",
+            "2fa",
+            "email",
+        ] {
+            idens.column("user", column);
+        }
+        let rendered = idens.render();
+        for (column, variant) in [
+            ("pos_x_y", "PosXY"),
+            ("line2_total", "Line2Total"),
+            ("a_b_c_d", "ABCD"),
+            ("http_status_2xx", "HttpStatus2xx"),
+            ("_hidden", "Hidden"),
+            ("2fa", "C2fa"),
+        ] {
+            let expected = if snake(variant) == column {
+                format!("    {variant},")
+            } else {
+                format!("    #[sea_orm(iden = {column:?})]\n    {variant},")
+            };
+            assert!(rendered.contains(&expected), "{column}: {rendered}");
+        }
+        assert!(rendered.contains("    Email,") && !rendered.contains("iden = \"email\""));
     }
 
     #[test]
