@@ -295,6 +295,8 @@ pub fn run<M: MigrationSources + 'static>(cli: Cli, project: &Project) -> Result
     {
         sea_orm_cli::run_migrate_generate(project.migration_dir, migration_name, !local_time)
             .map_err(|err| CliError::Generate(err.to_string()))?;
+        indent_registration(std::path::Path::new(project.migration_dir))
+            .map_err(CliError::Generate)?;
         return Ok(exit_code::OK);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -595,6 +597,33 @@ async fn execute<M: MigrationSources>(
         Command::Generate { .. } | Command::Check | Command::Autogenerate { .. } => {}
     }
     Ok(exit_code::OK)
+}
+
+/// Indents the `mod` line sea-orm-cli's generator added at the start of a line inside
+/// `migrations! { … }` of the migration crate's `lib.rs` (rustfmt leaves macro bodies alone).
+///
+/// # Errors
+///
+/// `lib.rs` could not be read or written.
+pub fn indent_registration(migration_dir: &std::path::Path) -> Result<(), String> {
+    let path = migration_dir.join("src/lib.rs");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let tidy: String = text
+        .split_inclusive('\n')
+        .map(|line| {
+            let bare = line.starts_with("mod m") && line.trim_end().ends_with(';');
+            if bare && text.contains("migrations! {") {
+                format!("    {line}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    if tidy != text {
+        std::fs::write(&path, tidy).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The `up` target of `-n` and `--to`.

@@ -457,6 +457,44 @@ async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
         scratch.ok("up --allow-changed", &url, &["up", "--allow-changed"]);
     }
 
+    // 6. Column names whose words SeaORM's case conversion would merge or split: the
+    //    generated identifiers name each column exactly (`up` creates those names, `check`
+    //    agrees, `down` removes them).
+    let words = ["pos_x_y", "line2_total", "a_b_c_d", "http_status_2xx"];
+    scratch.edit(
+        "entity/src/user.rs",
+        "    pub name: String,\n",
+        &format!(
+            "    pub name: String,\n{}",
+            words
+                .iter()
+                .map(|w| format!("    pub {w}: Option<i32>,\n"))
+                .collect::<String>()
+        ),
+    );
+    scratch.build("word-shaped columns");
+    let (source, _) = scratch.autogenerate(&pg, "add_word_columns");
+    assert!(
+        source.contains("#[sea_orm(iden = \"pos_x_y\")]"),
+        "{source}"
+    );
+    scratch.build("add_word_columns");
+    for (code, out) in scratch.check(&pg) {
+        assert_eq!(code, Some(0), "check after add_word_columns: {out}");
+    }
+    let (_dbs, migrated) = round_trip(&scratch, "add_word_columns", None).await;
+    for (url, schema) in migrated {
+        for word in words {
+            assert!(
+                schema.contains(&format!("user.{word} ")),
+                "{url}: {word}: {schema}"
+            );
+        }
+        for wrong in ["pos_xy", "http_status2xx", "abcd"] {
+            assert!(!schema.contains(wrong), "{url}: {wrong}: {schema}");
+        }
+    }
+
     // The shadow databases are gone.
     let leftovers = query_text(
         &pg,

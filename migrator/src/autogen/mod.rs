@@ -108,6 +108,7 @@ pub fn write(crate_dir: &Path, name: &str, source: &str) -> Result<PathBuf, Stri
     let before = list();
     sea_orm_cli::run_migrate_generate(&crate_dir.to_string_lossy(), name, true)
         .map_err(|e| e.to_string())?;
+    crate::cli::indent_registration(crate_dir)?;
     let written = list()
         .into_iter()
         .find(|p| !before.contains(p))
