@@ -102,7 +102,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let created = user::create(
-        db.connection(),
+        &db,
         NewUser {
             email: body.email,
             name: body.name,
@@ -174,7 +174,7 @@ pub async fn update(
         email: body.email,
         name: body.name,
     };
-    let updated: UserBody = user::update(db.connection(), id, changes).await?.into();
+    let updated: UserBody = user::update(&db, id, changes).await?.into();
     Ok(after_write(&db, Json(updated)).await)
 }
 
@@ -184,7 +184,7 @@ pub async fn delete(
     id: Result<Path<i32>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
-    user::delete(db.connection(), id).await?;
+    user::delete(&db, id).await?;
     Ok(after_write(&db, StatusCode::NO_CONTENT).await)
 }
 

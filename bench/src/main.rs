@@ -361,7 +361,7 @@ async fn point_select(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxEr
             let u: BenchUser = if through_reader {
                 user::get_as(&db.reader(), id).await?
             } else if matches!(variant, Variant::Product | Variant::Insert) {
-                user::get_as(db.connection(), id).await?
+                user::get_as(&db, id).await?
             } else {
                 select_variant(variant, &db, id)
                     .await?
@@ -434,7 +434,7 @@ async fn insert_one(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr>
             } else if variant == Variant::PoolExecutor {
                 insert_on_pool_executor(&db, new).await?
             } else {
-                user::create_as(db.connection(), new).await?
+                user::create_as(&db, new).await?
             };
             std::hint::black_box(u);
             Ok(())
@@ -543,7 +543,7 @@ async fn bulk_insert(cfg: &Cfg, db: &DatabaseService) -> Result<Measured, BoxErr
         tx.commit().await?;
         inserted
     } else {
-        user::create_many(db.connection(), &rows).await?
+        user::create_many(&db, &rows).await?
     };
     let secs = t0.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds()? - cpu0;

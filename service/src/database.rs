@@ -1,58 +1,61 @@
-//! [`DatabaseService`]: the pooled connection every part of an application shares.
+//! [`DatabaseService`]: the handle every part of an application shares — its pools, the
+//! executors it makes ([`Reader`], [`Transaction`]), migrations at start-up, shutdown.
+//! Connecting lives in [`crate::connect`], the health check in [`crate::health`].
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use connection::connect::{ConnectError, ConnectFailure, InRecovery, ServerSessions};
+use connection::connect::{ConnectError, ConnectFailure, ServerSessions};
 use connection::database_url::UrlSource;
 use migration::{Migrator, MigratorTrait};
 use migrator::MigratorOptions;
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, sqlx,
-};
+use sea_orm::{DatabaseConnection, DbBackend, Statement};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::connect::{self, Role, connect_options};
 use crate::error::{Error, Result};
-use crate::health::{HealthReport, HealthStatus, MigrationsReport, PoolReport};
-use crate::metrics::{self, PRIMARY_POOL};
-use crate::routing::held::HeldConnections;
+use crate::metrics::PoolMetrics;
+use crate::routing::pool::Pool;
 use crate::routing::replicas::{self, ReplicaSet};
-use crate::routing::{Reader, WalPosition};
+use crate::routing::{Executor, Reader, Route, Sealed, Transactional, WalPosition};
+use crate::transaction::Transaction;
 
 /// The database handle of an application: the primary's connection pool (and one per read
 /// replica, when configured), their health, their shutdown.
 ///
 /// Cloning is cheap (an `Arc`), and every clone shares the same pools, so put it in your web
 /// framework's state (axum `State`, an `Extension`) and clone it into each request — the
-/// Rust form of the Python template's `get_db_service()` dependency. Pass
-/// [`connection`](Self::connection) (the primary) to the repositories (e.g. [`crate::user`]),
-/// or [`reader`](Self::reader) for reads a replica may serve.
+/// Rust form of the Python template's `get_db_service()` dependency. It is an
+/// [`Executor`]: pass `&service` to the repositories (e.g. [`crate::user`]) for the primary,
+/// [`reader`](Self::reader) for reads a replica may serve, [`begin`](Self::begin) for a
+/// transaction.
+///
+/// Each service owns its pools and their state (held connections, metric keys): two services
+/// in one process, on different databases, share nothing.
 #[derive(Clone)]
 pub struct DatabaseService {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    db: DatabaseConnection,
-    /// The fast path's held connections of each PostgreSQL pool (`DB_CONNECTION_HOLD`).
-    held: Vec<Arc<HeldConnections>>,
+pub(crate) struct Inner {
+    /// The primary's pool, its held connections (`DB_CONNECTION_HOLD`) and metric keys.
+    pub(crate) primary: Arc<Pool>,
     /// The read replicas and their probes; `None` without `DATABASE_REPLICA_URLS`.
-    replicas: Option<Arc<ReplicaSet>>,
+    pub(crate) replicas: Option<Arc<ReplicaSet>>,
     /// Whether a connection pooler in transaction mode shares the primary's server sessions.
     sessions: ServerSessions,
     /// What [`DatabaseService::apply_migrations`] connects to when set.
     direct: Option<DatabaseConfig>,
     url: DatabaseUrl,
-    max_connections: u32,
-    health_timeout: Duration,
-    server_version: Option<String>,
+    pub(crate) max_connections: u32,
+    pub(crate) health_timeout: Duration,
+    pub(crate) server_version: Option<String>,
     /// Names of the migrations this build knows, for the health report.
-    known_migrations: Vec<String>,
+    pub(crate) known_migrations: Vec<String>,
     /// `SELECT "version" FROM "seaql_migrations"`, rendered once: it is the health check's
     /// only round trip and tells both "reachable" and "which migrations are applied".
-    applied_migrations: Statement,
+    pub(crate) applied_migrations: Statement,
 }
 
 impl fmt::Debug for DatabaseService {
@@ -108,26 +111,7 @@ impl DatabaseService {
                 reason: err.to_string(),
             })?;
 
-        let options = connect_options(config, Role::Primary);
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(100);
-        let (db, sessions) = loop {
-            match connection::connect::connect_pooled(options.clone()).await {
-                Ok(connected) => break connected,
-                Err(err) if err.failure.is_transient() => {
-                    let left = config.connect_deadline.saturating_sub(started.elapsed());
-                    if left.is_zero() {
-                        return Err(err.into());
-                    }
-                    let wait = delay.min(left);
-                    tracing::warn!("{err}; retrying in {} ms", wait.as_millis());
-                    tokio::time::sleep(wait).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(err) => return Err(err.into()),
-            }
-        };
-
+        let (db, sessions) = connect::connect_primary(config).await?;
         if sessions == ServerSessions::Shared {
             if config.statement_timeout.is_some() || config.schema.is_some() {
                 let _ = db.close().await;
@@ -145,7 +129,7 @@ impl DatabaseService {
         }
 
         let backend = db.get_database_backend();
-        let server_version = server_version(&db).await;
+        let server_version = connect::server_version(&db).await;
         tracing::info!(
             url = %config.url,
             backend = backend_name(backend),
@@ -153,14 +137,18 @@ impl DatabaseService {
             replicas = config.replica_urls.len(),
             "connected to the database"
         );
-        let replicas = open_replicas(config, &db).await?;
-        let held = match config.connection_hold {
-            Some(hold) => std::iter::once(&db)
-                .chain(replicas.iter().flat_map(|set| set.connections()))
-                .filter_map(crate::routing::pool_of)
-                .map(|pool| HeldConnections::register(pool, hold))
-                .collect(),
-            None => Vec::new(),
+        let replicas = if config.replica_urls.is_empty() {
+            None
+        } else {
+            let pools = connect::open_replicas(config).await?;
+            let replicas = ReplicaSet::new(
+                db.clone(),
+                pools,
+                config.replica_max_lag,
+                config.connection_hold,
+            );
+            replicas.spawn_probes(config.replica_probe_interval, config.health_timeout);
+            Some(replicas)
         };
         let direct = config.direct_url.clone().map(|url| {
             let mut direct = config.clone();
@@ -170,7 +158,6 @@ impl DatabaseService {
         });
         let service = Self {
             inner: Arc::new(Inner {
-                held,
                 replicas,
                 sessions,
                 direct,
@@ -181,7 +168,11 @@ impl DatabaseService {
                         Migrator::migration_table_name()
                     ),
                 ),
-                db,
+                primary: Arc::new(Pool::new(
+                    db,
+                    PoolMetrics::primary(),
+                    config.connection_hold,
+                )),
                 url: config.url.clone(),
                 max_connections: config.max_connections,
                 health_timeout: config.health_timeout,
@@ -200,8 +191,7 @@ impl DatabaseService {
     /// primary and each read replica). The service does this every second by itself; call it
     /// before rendering a scrape for figures of that very moment.
     pub fn record_pool_metrics(&self) {
-        let usage = self.pool_report();
-        PRIMARY_POOL.sample(usage.size, usage.idle as usize, usage.max);
+        self.inner.primary.record_usage();
         if let Some(replicas) = &self.inner.replicas {
             replicas.record_pool_metrics();
         }
@@ -220,7 +210,7 @@ impl DatabaseService {
                     break;
                 };
                 let service = Self { inner };
-                if service.is_closed() {
+                if service.inner.primary.is_closed() {
                     break;
                 }
                 service.record_pool_metrics();
@@ -228,18 +218,22 @@ impl DatabaseService {
         });
     }
 
-    fn is_closed(&self) -> bool {
-        match self.backend() {
-            DbBackend::Postgres => self.inner.db.get_postgres_connection_pool().is_closed(),
-            DbBackend::Sqlite => self.inner.db.get_sqlite_connection_pool().is_closed(),
-            _ => false,
-        }
-    }
-
-    /// The pooled connection, for the repositories and for SeaORM queries of your own.
+    /// The primary's SeaORM connection pool, for SeaORM queries of your own. The repositories
+    /// accept it too, but take SeaORM's generic path on it: pass the service itself for
+    /// the fast path and read-only retirement.
     #[must_use]
     pub fn connection(&self) -> &DatabaseConnection {
-        &self.inner.db
+        &self.inner.primary.conn
+    }
+
+    /// Begins a transaction on the primary: pass `&tx` to the repositories, then
+    /// [`commit`](Transaction::commit) it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] / [`Error::Database`] when no transaction can be begun.
+    pub async fn begin(&self) -> Result<Transaction> {
+        Transaction::begin(self.inner.primary.clone()).await
     }
 
     /// A connection for reads that a read replica may serve: a replica in rotation (taking
@@ -265,7 +259,7 @@ impl DatabaseService {
             .replicas
             .as_ref()
             .and_then(|replicas| replicas.choose(after));
-        Reader::new(self.inner.db.clone(), replica)
+        Reader::new(self.inner.primary.clone(), replica)
     }
 
     /// The primary's WAL position now, which includes every write committed before this call:
@@ -281,7 +275,7 @@ impl DatabaseService {
         if self.inner.replicas.is_none() {
             return Ok(None);
         }
-        replicas::primary_position(&self.inner.db)
+        replicas::primary_position(&self.inner.primary.conn)
             .await
             .map(Some)
             .map_err(|err| Error::from_db("read the primary's WAL position", err))
@@ -290,7 +284,7 @@ impl DatabaseService {
     /// Which database this is.
     #[must_use]
     pub fn backend(&self) -> DbBackend {
-        self.inner.db.get_database_backend()
+        self.inner.primary.conn.get_database_backend()
     }
 
     /// Applies every pending migration (what `cargo migrate up` does), for services that
@@ -324,99 +318,8 @@ impl DatabaseService {
                     failure: ConnectFailure::SessionRequired("the migration lock"),
                 }))
             }
-            None => Ok(up(&self.inner.db).await?),
+            None => Ok(up(&self.inner.primary.conn).await?),
         }
-    }
-
-    /// A full health report: reachability, round-trip latency, pool usage, migrations applied,
-    /// pending and unknown to this build, backend and server version; and each read replica's
-    /// role, reachability, latency and lag.
-    ///
-    /// Without replicas it costs one round trip (reading the migrations table answers both "is
-    /// it up" and "which migrations are applied"). With replicas, each is checked at the same
-    /// time (its answer also updates whether it is in rotation). It never panics, and always
-    /// returns within the configured health timeout (`DB_HEALTH_TIMEOUT`, 2 s by default),
-    /// reporting [`HealthStatus::Unhealthy`] when the primary does not answer in time. A
-    /// replica that is down or lagging makes the status [`HealthStatus::Degraded`], never
-    /// unhealthy: reads go to the primary meanwhile ([`HealthReport::can_serve`]).
-    pub async fn health(&self) -> HealthReport {
-        let timeout = self.inner.health_timeout;
-        let started = Instant::now();
-        let primary = async {
-            let outcome = tokio::time::timeout(
-                timeout,
-                self.inner
-                    .db
-                    .query_all_raw(self.inner.applied_migrations.clone()),
-            )
-            .await;
-            (outcome, started.elapsed())
-        };
-        let replicas = async {
-            match &self.inner.replicas {
-                Some(replicas) => replicas.check_all(timeout).await,
-                None => Vec::new(),
-            }
-        };
-        let ((outcome, latency), replicas) = tokio::join!(primary, replicas);
-        let (mut status, migrations, error) = match outcome {
-            Ok(Ok(rows)) => {
-                let applied: HashSet<String> = rows
-                    .iter()
-                    .filter_map(|row| row.try_get_by_index::<String>(0).ok())
-                    .collect();
-                let migrations = self.compare_migrations(&applied);
-                metrics::record_migrations(&migrations);
-                let status = if migrations.pending.is_empty() && migrations.unknown.is_empty() {
-                    HealthStatus::Healthy
-                } else {
-                    HealthStatus::Degraded
-                };
-                (status, Some(migrations), None)
-            }
-            // Reachable, but nothing has been migrated yet: the table does not exist.
-            Ok(Err(err)) if is_missing_table(&err) => {
-                let migrations = self.compare_migrations(&HashSet::new());
-                metrics::record_migrations(&migrations);
-                (HealthStatus::Degraded, Some(migrations), None)
-            }
-            Ok(Err(err)) => (
-                HealthStatus::Unhealthy,
-                None,
-                Some(Error::from_db("check health", err).to_string()),
-            ),
-            Err(_) => (
-                HealthStatus::Unhealthy,
-                None,
-                Some(format!(
-                    "no answer within the health timeout ({} ms)",
-                    timeout.as_millis()
-                )),
-            ),
-        };
-        if status == HealthStatus::Healthy && replicas.iter().any(|r| !r.in_rotation) {
-            status = HealthStatus::Degraded;
-        }
-        HealthReport {
-            status,
-            backend: backend_name(self.backend()),
-            server_version: self.inner.server_version.clone(),
-            // Microsecond resolution is all a round trip needs.
-            latency_ms: (latency.as_secs_f64() * 1_000_000.0).round() / 1000.0,
-            pool: self.pool_report(),
-            migrations,
-            error,
-            replicas,
-        }
-    }
-
-    /// A cheap readiness probe: can a pooled connection talk to the server within the health
-    /// timeout? (Migrations are not looked at; [`health`](Self::health) does that.)
-    pub async fn is_ready(&self) -> bool {
-        matches!(
-            tokio::time::timeout(self.inner.health_timeout, self.inner.db.ping()).await,
-            Ok(Ok(()))
-        )
     }
 
     /// Closes the pool: waits for connections in use to be returned, then closes them all.
@@ -427,220 +330,49 @@ impl DatabaseService {
     ///
     /// [`Error::Database`] if closing fails.
     pub async fn close(&self) -> Result<()> {
-        for held in &self.inner.held {
-            held.unregister();
-        }
         if let Some(replicas) = &self.inner.replicas {
             replicas.close().await;
         }
         self.inner
-            .db
-            .close_by_ref()
+            .primary
+            .close()
             .await
             .map_err(|err| Error::from_db("close the pool", err))
-    }
-
-    fn compare_migrations(&self, applied: &HashSet<String>) -> MigrationsReport {
-        let known = &self.inner.known_migrations;
-        let mut unknown: Vec<String> = applied
-            .iter()
-            .filter(|name| !known.contains(name))
-            .cloned()
-            .collect();
-        unknown.sort();
-        MigrationsReport {
-            applied: applied.len() - unknown.len(),
-            pending: known
-                .iter()
-                .filter(|name| !applied.contains(*name))
-                .cloned()
-                .collect(),
-            unknown,
-        }
-    }
-
-    fn pool_report(&self) -> PoolReport {
-        let (size, idle) = match self.backend() {
-            DbBackend::Postgres => {
-                let pool = self.inner.db.get_postgres_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-            DbBackend::Sqlite => {
-                let pool = self.inner.db.get_sqlite_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-            _ => (0, 0),
-        };
-        PoolReport {
-            size,
-            idle: u32::try_from(idle).unwrap_or(u32::MAX),
-            max: self.inner.max_connections,
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        for held in &self.held {
-            held.unregister();
-        }
     }
 }
 
 /// How often the pool gauges are sampled.
 const POOL_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Which node a pool talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    /// Writes go here: a server in recovery is refused.
-    Primary,
-    /// A standby: its role is the probe's business.
-    Replica,
-}
-
-fn connect_options(config: &DatabaseConfig, role: Role) -> ConnectOptions {
-    let mut options = ConnectOptions::new(config.url.expose_secret());
-    options
-        .max_connections(config.max_connections)
-        .min_connections(config.min_connections)
-        .connect_timeout(config.connect_timeout)
-        .acquire_timeout(config.acquire_timeout)
-        .idle_timeout(config.idle_timeout)
-        .max_lifetime(config.max_lifetime)
-        .set_application_name(config.application_name.clone())
-        .sqlx_logging(config.echo)
-        .sqlx_logging_level(tracing::log::LevelFilter::Info);
-    // The checkout-ping policy. SeaORM (like sqlx) pings every connection on every checkout by
-    // default: one extra round trip per query. sqlx 0.9 already pings each connection when it
-    // goes back to the pool, so a connection that broke during a query is dropped there. What
-    // is left is a connection that broke while it sat idle (server restart, a proxy or
-    // firewall closing quiet connections): ping those, and only those, once they have been
-    // idle for `ping_after_idle` (30 s by default). A server restart less than that ago can
-    // still cost one failed query (`Unavailable`) per pooled connection; the pool then
-    // reconnects. `tests/integration/failures.rs` restarts a server under an idle pool with
-    // and without the ping.
-    match config.ping_after_idle {
-        Some(idle) if idle.is_zero() => options.test_before_acquire(true),
-        Some(idle) => options.test_before_acquire_if_idle_for(idle),
-        None => options.test_before_acquire(false),
-    };
-    if let Some(setup) = SessionSetup::new(config, role).filter(|_| !config.url.is_sqlite()) {
-        options.map_sqlx_postgres_pool_opts(move |pool| {
-            let setup = setup.clone();
-            pool.after_connect(move |conn, _| {
-                let setup = setup.clone();
-                Box::pin(async move { setup.run(conn).await })
-            })
-        });
-    }
-    options
-}
-
-/// What every new PostgreSQL connection runs first, in one round trip (simple protocol): the
-/// session settings, sent as `SET` rather than as start-up parameters (which connection
-/// poolers such as PgBouncer refuse), and on the primary a check that the server is not a
-/// standby. (A replica's role is its probe's business.)
-#[derive(Debug, Clone)]
-struct SessionSetup {
-    sql: Arc<str>,
-    role: Role,
-}
-
-impl SessionSetup {
-    /// The set-up for `role`, or `None` when there is nothing to run.
-    fn new(config: &DatabaseConfig, role: Role) -> Option<Self> {
-        let mut sql = String::new();
-        if let Some(timeout) = config.statement_timeout {
-            sql.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
-        }
-        if let Some(schema) = &config.schema {
-            sql.push_str(&format!(
-                "SET search_path = \"{}\";",
-                schema.replace('"', "\"\"")
-            ));
-        }
-        if role == Role::Primary {
-            sql.push_str("SELECT pg_is_in_recovery()");
-        }
-        (!sql.is_empty()).then(|| Self {
-            sql: sql.into(),
-            role,
-        })
-    }
-
-    async fn run(&self, conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
-        use sqlx::Row as _;
-        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(self.sql.to_string()))
-            .fetch_all(conn)
-            .await?;
-        if self.role == Role::Primary {
-            let in_recovery = rows
-                .last()
-                .map(|row| row.try_get::<bool, _>(0))
-                .transpose()?
-                .unwrap_or(false);
-            if in_recovery {
-                return Err(sqlx::Error::Configuration(Box::new(InRecovery)));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// How long a read waits for a replica's connection before it goes to the primary instead.
-const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The replicas' pools (connecting lazily, so one that is down fails nothing here) and their
-/// probes; `None` without replicas.
-async fn open_replicas(
-    config: &DatabaseConfig,
-    primary: &DatabaseConnection,
-) -> Result<Option<Arc<ReplicaSet>>> {
-    if config.replica_urls.is_empty() {
-        return Ok(None);
-    }
-    let mut pools = Vec::with_capacity(config.replica_urls.len());
-    for url in &config.replica_urls {
-        let mut replica = config.clone();
-        replica.url = url.clone();
-        let mut options = connect_options(&replica, Role::Replica);
-        options
-            // A read that cannot get a replica connection soon goes to the primary instead.
-            .acquire_timeout(config.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT))
-            .connect_lazy(true)
-            .map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None));
-        let conn = Database::connect(options)
-            .await
-            .map_err(|err| Error::Connect(ConnectError::new(&url.expose_secret(), &err)))?;
-        pools.push((url.node_name(), conn));
-    }
-    let replicas = ReplicaSet::new(primary.clone(), pools, config.replica_max_lag);
-    replicas.spawn_probes(config.replica_probe_interval, config.health_timeout);
-    Ok(Some(replicas))
-}
-
-async fn server_version(db: &DatabaseConnection) -> Option<String> {
-    let sql = match db.get_database_backend() {
-        DbBackend::Postgres => "SELECT current_setting('server_version')",
-        DbBackend::Sqlite => "SELECT sqlite_version()",
-        _ => return None,
-    };
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .ok()??;
-    row.try_get_by_index::<String>(0).ok()
-}
-
-fn is_missing_table(err: &sea_orm::DbErr) -> bool {
-    connection::classify(err) == connection::ErrorKind::UndefinedTable
-}
-
 pub(crate) fn backend_name(backend: DbBackend) -> &'static str {
     match backend {
         DbBackend::Postgres => "postgres",
         DbBackend::Sqlite => "sqlite",
         _ => "other",
+    }
+}
+
+impl Executor for DatabaseService {}
+
+impl Sealed for DatabaseService {
+    type Seaorm = Pool;
+
+    fn seaorm(&self) -> &Pool {
+        &self.inner.primary
+    }
+
+    fn route(&self) -> Route<'_> {
+        let primary = &*self.inner.primary;
+        match primary.postgres() {
+            Some(_) => Route::Fast {
+                primary,
+                replica: None,
+            },
+            None => Route::Seaorm,
+        }
+    }
+
+    fn transactional(&self) -> Transactional<'_> {
+        Transactional::Connection(&self.inner.primary.conn)
     }
 }

@@ -1,6 +1,15 @@
-//! The health report returned by [`DatabaseService::health`](crate::DatabaseService::health).
+//! The health check of a service ([`DatabaseService::health`], [`DatabaseService::is_ready`])
+//! and the report it returns.
 
+use std::collections::HashSet;
+use std::time::Instant;
+
+use sea_orm::ConnectionTrait;
 use serde::Serialize;
+
+use crate::database::{DatabaseService, backend_name};
+use crate::error::Error;
+use crate::metrics;
 
 /// Overall state of the database, as a load balancer or an operator wants to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,4 +112,130 @@ pub struct ReplicaReport {
     pub lag_bytes: Option<u64>,
     /// Why it is out of rotation (never contains a password or URL).
     pub error: Option<String>,
+}
+
+impl DatabaseService {
+    /// A full health report: reachability, round-trip latency, pool usage, migrations applied,
+    /// pending and unknown to this build, backend and server version; and each read replica's
+    /// role, reachability, latency and lag.
+    ///
+    /// Without replicas it costs one round trip (reading the migrations table answers both "is
+    /// it up" and "which migrations are applied"). With replicas, each is checked at the same
+    /// time (its answer also updates whether it is in rotation). It never panics, and always
+    /// returns within the configured health timeout (`DB_HEALTH_TIMEOUT`, 2 s by default),
+    /// reporting [`HealthStatus::Unhealthy`] when the primary does not answer in time. A
+    /// replica that is down or lagging makes the status [`HealthStatus::Degraded`], never
+    /// unhealthy: reads go to the primary meanwhile ([`HealthReport::can_serve`]).
+    pub async fn health(&self) -> HealthReport {
+        let timeout = self.inner.health_timeout;
+        let started = Instant::now();
+        let primary = async {
+            let outcome = tokio::time::timeout(
+                timeout,
+                self.inner
+                    .primary
+                    .conn
+                    .query_all_raw(self.inner.applied_migrations.clone()),
+            )
+            .await;
+            (outcome, started.elapsed())
+        };
+        let replicas = async {
+            match &self.inner.replicas {
+                Some(replicas) => replicas.check_all(timeout).await,
+                None => Vec::new(),
+            }
+        };
+        let ((outcome, latency), replicas) = tokio::join!(primary, replicas);
+        let (mut status, migrations, error) = match outcome {
+            Ok(Ok(rows)) => {
+                let applied: HashSet<String> = rows
+                    .iter()
+                    .filter_map(|row| row.try_get_by_index::<String>(0).ok())
+                    .collect();
+                let migrations = self.compare_migrations(&applied);
+                metrics::record_migrations(&migrations);
+                let status = if migrations.pending.is_empty() && migrations.unknown.is_empty() {
+                    HealthStatus::Healthy
+                } else {
+                    HealthStatus::Degraded
+                };
+                (status, Some(migrations), None)
+            }
+            // Reachable, but nothing has been migrated yet: the table does not exist.
+            Ok(Err(err)) if is_missing_table(&err) => {
+                let migrations = self.compare_migrations(&HashSet::new());
+                metrics::record_migrations(&migrations);
+                (HealthStatus::Degraded, Some(migrations), None)
+            }
+            Ok(Err(err)) => (
+                HealthStatus::Unhealthy,
+                None,
+                Some(Error::from_db("check health", err).to_string()),
+            ),
+            Err(_) => (
+                HealthStatus::Unhealthy,
+                None,
+                Some(format!(
+                    "no answer within the health timeout ({} ms)",
+                    timeout.as_millis()
+                )),
+            ),
+        };
+        if status == HealthStatus::Healthy && replicas.iter().any(|r| !r.in_rotation) {
+            status = HealthStatus::Degraded;
+        }
+        HealthReport {
+            status,
+            backend: backend_name(self.backend()),
+            server_version: self.inner.server_version.clone(),
+            // Microsecond resolution is all a round trip needs.
+            latency_ms: (latency.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            pool: self.pool_report(),
+            migrations,
+            error,
+            replicas,
+        }
+    }
+
+    /// A cheap readiness probe: can a pooled connection talk to the server within the health
+    /// timeout? (Migrations are not looked at; [`health`](Self::health) does that.)
+    pub async fn is_ready(&self) -> bool {
+        matches!(
+            tokio::time::timeout(self.inner.health_timeout, self.inner.primary.conn.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    fn compare_migrations(&self, applied: &HashSet<String>) -> MigrationsReport {
+        let known = &self.inner.known_migrations;
+        let mut unknown: Vec<String> = applied
+            .iter()
+            .filter(|name| !known.contains(name))
+            .cloned()
+            .collect();
+        unknown.sort();
+        MigrationsReport {
+            applied: applied.len() - unknown.len(),
+            pending: known
+                .iter()
+                .filter(|name| !applied.contains(*name))
+                .cloned()
+                .collect(),
+            unknown,
+        }
+    }
+
+    fn pool_report(&self) -> PoolReport {
+        let (size, idle, _) = self.inner.primary.usage();
+        PoolReport {
+            size,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max: self.inner.max_connections,
+        }
+    }
+}
+
+fn is_missing_table(err: &sea_orm::DbErr) -> bool {
+    connection::classify(err) == connection::ErrorKind::UndefinedTable
 }

@@ -6,6 +6,9 @@
 //!   [`health`](DatabaseService::health) (a typed, JSON-serialisable [`HealthReport`]),
 //!   [`is_ready`](DatabaseService::is_ready), [`close`](DatabaseService::close). Cheap to clone;
 //!   put it in your framework's state.
+//! * [`Executor`] — what the repositories run on: the service (the primary), a [`Reader`]
+//!   (a read replica, falling back to the primary), a [`Transaction`]
+//!   ([`DatabaseService::begin`]), or SeaORM's own connection and transaction.
 //! * [`user`] — the `user` repository.
 //! * [`Error`] — one error type: `NotFound`, `Conflict`, `Validation`, `Unavailable`, …
 //! * [`metrics`] — what is recorded for operators (pool usage, query latency and errors,
@@ -19,7 +22,7 @@
 //!
 //! let db = DatabaseService::connect(&DatabaseConfig::from_env()?).await?;
 //! let ada = user::create(
-//!     db.connection(),
+//!     &db,
 //!     user::NewUser { email: "Ada@Example.com".into(), name: "Ada".into() },
 //! )
 //! .await?;
@@ -31,26 +34,29 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod connect;
 mod database;
 pub mod error;
 pub mod health;
 pub mod metrics;
 mod routing;
+mod transaction;
 pub mod user;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::{ConfigError, DatabaseConfig, DatabaseUrl};
-pub use connection::connect::{ConnectError, ConnectFailure};
 pub use database::DatabaseService;
 pub use error::{Error, Result};
 pub use health::{
     HealthReport, HealthStatus, MigrationsReport, NodeRole, PoolReport, ReplicaReport,
 };
+pub use connection::connect::{ConnectError, ConnectFailure};
 pub use migrator::MigratorOptions;
-pub use routing::{InvalidWalPosition, Reader, WalPosition};
+pub use routing::{Executor, InvalidWalPosition, Reader, WalPosition};
 /// The SeaORM version this crate is built on, for downstream code that writes its own queries
 /// against [`DatabaseService::connection`] without a separate (and possibly different)
 /// `sea-orm` dependency.
 pub use sea_orm;
+pub use transaction::Transaction;

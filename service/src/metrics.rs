@@ -5,9 +5,9 @@
 //! recorder for the process at start-up (`metrics-exporter-prometheus`, as the `api` crate
 //! does, or an OpenTelemetry or StatsD bridge); until one is installed, recording is a
 //! thread-local check and an atomic load per figure. Call [`describe`] after installing it, so
-//! the exposition carries each metric's help text and unit, and so the per-query histograms
-//! keep their handles for that recorder instead of looking them up in its registry on every
-//! call (see [`describe`]).
+//! the exposition carries each metric's help text and unit. Every record goes to the recorder
+//! in effect where it is made (the process's, or one set with
+//! [`metrics::with_local_recorder`]); the keys are built once per operation and per pool.
 //!
 //! Names and labels follow Prometheus' conventions: base units in the name (`_seconds`,
 //! `_bytes`), `_total` on counters, and labels from small fixed sets — an operation's name, a
@@ -30,9 +30,10 @@
 //! `pool` is `primary` for [`DatabaseService::connection`](crate::DatabaseService::connection)'s
 //! pool and the replica's `host:port/database` for a read replica's. The pool gauges are
 //! sampled every second and whenever [`DatabaseService::record_pool_metrics`](crate::DatabaseService::record_pool_metrics)
-//! is called (the `api` crate calls it before rendering a scrape); they describe the process's
-//! service, so a process that connects two services to different databases sees the latest
-//! sample of either.
+//! is called (the `api` crate calls it before rendering a scrape). Each service keeps the keys
+//! of its own pools; two services in one process with their own replicas record those apart,
+//! but both primaries are `pool="primary"`, so the primary's gauges show the latest sample of
+//! either.
 //!
 //! The acquire wait covers the connections the fast path takes from a pool — `user::get` and
 //! `user::create` on the PostgreSQL pool or a [`Reader`](crate::Reader), including a read's
@@ -43,11 +44,10 @@
 //! `kind="unavailable"` errors.
 
 use std::future::Future;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use metrics::{Histogram, Key, Label, Level, Metadata, Recorder, SharedString, Unit};
-use sea_orm::{ConnectionTrait, DbBackend};
+use metrics::{Key, Label, Level, Metadata, SharedString, Unit};
+use sea_orm::DbBackend;
 
 use crate::database::backend_name;
 use crate::error::{Error, Result};
@@ -88,16 +88,8 @@ pub const DURATION_BUCKETS: &[f64] = &[
 
 /// Registers every metric's help text and unit with the installed recorder (a Prometheus
 /// exporter prints them as `# HELP`). Call it once, after installing the recorder.
-///
-/// It also notes which recorder is the process's (the one [`metrics::set_global_recorder`]
-/// installed), so that the histograms recorded on every query keep their handles for it: a
-/// record is then the handle's own work, not also a registry lookup (a lock, a hash, a
-/// reference count) per call, which on a busy pool costs more than the record itself. Records
-/// made under any other recorder (one set with [`metrics::with_local_recorder`], or before a
-/// recorder was installed) look their handle up every time, as the `metrics` macros do.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    note_global_recorder();
     describe_histogram!(
         QUERY_DURATION,
         Unit::Seconds,
@@ -211,56 +203,11 @@ impl ErrorKind {
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
-/// The address of the process's recorder, once [`describe`] found one installed. It lives as
-/// long as the process, so no other recorder can later have its address: a handle kept for it
-/// can never be used with another.
-static GLOBAL_RECORDER: OnceLock<usize> = OnceLock::new();
-
-fn address(recorder: &dyn Recorder) -> usize {
-    std::ptr::from_ref(recorder).cast::<()>() as usize
-}
-
-/// Notes the process's recorder in [`GLOBAL_RECORDER`], if one is installed. A thread of its
-/// own sees it whatever local recorder the caller's thread has set; before any is installed
-/// it sees `metrics`' no-op recorder, which has no size and is not noted (its handles are no-ops
-/// anyway, and a recorder installed later is then noted by the next call).
-fn note_global_recorder() {
-    let global = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                metrics::with_recorder(|recorder| {
-                    (std::mem::size_of_val(recorder) != 0).then(|| address(recorder))
-                })
-            })
-            .join()
+/// Records `value` in the histogram `key` of the recorder in effect.
+fn record_histogram(key: &Key, value: Duration) {
+    metrics::with_recorder(|recorder| {
+        recorder.register_histogram(key, &METADATA).record(value);
     });
-    if let Ok(Some(global)) = global {
-        let _ = GLOBAL_RECORDER.set(global);
-    }
-}
-
-/// One histogram's handle, kept for the process's recorder (see [`describe`]).
-#[derive(Debug)]
-pub(crate) struct CachedHistogram(OnceLock<Histogram>);
-
-impl CachedHistogram {
-    pub(crate) const fn new() -> Self {
-        Self(OnceLock::new())
-    }
-
-    /// Records `value` in the histogram `key` names, with the handle kept for the process's
-    /// recorder when that is the recorder in effect.
-    fn record(&self, key: impl FnOnce() -> Key, value: Duration) {
-        metrics::with_recorder(|recorder| {
-            if GLOBAL_RECORDER.get() == Some(&address(recorder)) {
-                self.0
-                    .get_or_init(|| recorder.register_histogram(&key(), &METADATA))
-                    .record(value);
-            } else {
-                recorder.register_histogram(&key(), &METADATA).record(value);
-            }
-        });
-    }
 }
 
 /// A repository operation as the metrics name it (`user.get`): declare one as a `static`
@@ -271,8 +218,6 @@ pub(crate) struct Operation {
     /// `operation` and `backend` labels for PostgreSQL, SQLite and anything else: built once,
     /// so recording a call allocates nothing.
     labels: [[Label; 2]; 3],
-    /// The [`QUERY_DURATION`] handles for the same three.
-    durations: [CachedHistogram; 3],
 }
 
 impl Operation {
@@ -290,11 +235,6 @@ impl Operation {
                 labels(name, "sqlite"),
                 labels(name, "other"),
             ],
-            durations: [
-                CachedHistogram::new(),
-                CachedHistogram::new(),
-                CachedHistogram::new(),
-            ],
         }
     }
 
@@ -307,17 +247,17 @@ impl Operation {
     }
 }
 
-/// Runs `work`, the body of repository operation `operation` on `db`, and records its duration
-/// ([`QUERY_DURATION`], unless validation refused it before it reached the database) and its
-/// failure ([`QUERY_ERRORS`]), also when the caller drops it unfinished.
+/// Runs `work`, the body of repository operation `operation` on a `backend` database, and
+/// records its duration ([`QUERY_DURATION`], unless validation refused it before it reached
+/// the database) and its failure ([`QUERY_ERRORS`]), also when the caller drops it unfinished.
 pub(crate) async fn observe<T>(
     operation: &'static Operation,
-    db: &impl ConnectionTrait,
+    backend: DbBackend,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     let mut observation = Observation {
         operation,
-        backend: db.get_database_backend(),
+        backend,
         started: Instant::now(),
         finished: false,
     };
@@ -346,9 +286,9 @@ struct Observation {
 
 impl Observation {
     fn record_duration(&self) {
-        let (operation, index) = (self.operation, Operation::index(self.backend));
-        operation.durations[index].record(
-            || Key::from_static_parts(QUERY_DURATION, &operation.labels[index]),
+        let labels = &self.operation.labels[Operation::index(self.backend)];
+        record_histogram(
+            &Key::from_static_parts(QUERY_DURATION, labels),
             self.started.elapsed(),
         );
     }
@@ -373,49 +313,47 @@ impl Drop for Observation {
     }
 }
 
-/// The metric keys of one connection pool (label `pool`), built once.
+/// The metric keys of one connection pool (label `pool`), built once; each pool's state keeps
+/// its own.
 #[derive(Debug)]
 pub(crate) struct PoolMetrics {
     in_use: Key,
     idle: Key,
     max: Key,
     wait: Key,
-    wait_handle: CachedHistogram,
 }
 
 /// The `pool="primary"` label.
 static PRIMARY_LABELS: [Label; 1] = [Label::from_static_parts("pool", "primary")];
 
-/// The primary's pool.
-pub(crate) static PRIMARY_POOL: PoolMetrics = PoolMetrics {
-    in_use: Key::from_static_parts(POOL_IN_USE, &PRIMARY_LABELS),
-    idle: Key::from_static_parts(POOL_IDLE, &PRIMARY_LABELS),
-    max: Key::from_static_parts(POOL_MAX, &PRIMARY_LABELS),
-    wait: Key::from_static_parts(POOL_ACQUIRE_WAIT, &PRIMARY_LABELS),
-    wait_handle: CachedHistogram::new(),
-};
-
 impl PoolMetrics {
+    /// The keys of a primary's pool (`pool="primary"`).
+    pub(crate) const fn primary() -> Self {
+        Self {
+            in_use: Key::from_static_parts(POOL_IN_USE, &PRIMARY_LABELS),
+            idle: Key::from_static_parts(POOL_IDLE, &PRIMARY_LABELS),
+            max: Key::from_static_parts(POOL_MAX, &PRIMARY_LABELS),
+            wait: Key::from_static_parts(POOL_ACQUIRE_WAIT, &PRIMARY_LABELS),
+        }
+    }
+
     /// The keys of a pool labelled `name` (a replica's `host:port/database`).
     pub(crate) fn named(name: &str) -> Self {
         let name = SharedString::from(name.to_owned());
-        // Retained: cloning them on every record is then a reference count, not a copy.
-        let key = |metric: &'static str| {
-            Key::from_parts(metric, vec![Label::new("pool", name.clone())]).to_retained()
-        };
+        let key =
+            |metric: &'static str| Key::from_parts(metric, vec![Label::new("pool", name.clone())]);
         Self {
             in_use: key(POOL_IN_USE),
             idle: key(POOL_IDLE),
             max: key(POOL_MAX),
             wait: key(POOL_ACQUIRE_WAIT),
-            wait_handle: CachedHistogram::new(),
         }
     }
 
     /// Records a checkout from the pool that waited `waited` (whether or not it got a
     /// connection).
     pub(crate) fn acquired(&self, waited: Duration) {
-        self.wait_handle.record(|| self.wait.clone(), waited);
+        record_histogram(&self.wait, waited);
     }
 
     /// Records the pool's usage: `size` connections open, `idle` of them idle, `max` allowed.
@@ -524,17 +462,22 @@ mod tests {
         }
     }
 
-    /// A recorder that counts what its histograms record.
+    /// A recorder that counts what its histograms record, by key.
     #[derive(Default)]
-    struct Counting(std::sync::Arc<std::sync::atomic::AtomicU64>);
+    struct Counting(std::sync::Mutex<Vec<String>>);
 
-    impl metrics::HistogramFn for Counting {
+    struct Noted(String, std::sync::Arc<Counting>);
+
+    impl metrics::HistogramFn for Noted {
         fn record(&self, _: f64) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.1.0.lock().unwrap().push(self.0.clone());
         }
     }
 
-    impl Recorder for Counting {
+    #[derive(Default)]
+    struct Recording(std::sync::Arc<Counting>);
+
+    impl metrics::Recorder for Recording {
         fn describe_counter(&self, _: metrics::KeyName, _: Option<Unit>, _: SharedString) {}
         fn describe_gauge(&self, _: metrics::KeyName, _: Option<Unit>, _: SharedString) {}
         fn describe_histogram(&self, _: metrics::KeyName, _: Option<Unit>, _: SharedString) {}
@@ -544,45 +487,34 @@ mod tests {
         fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> metrics::Gauge {
             metrics::Gauge::noop()
         }
-        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-            Histogram::from_arc(std::sync::Arc::new(Counting(self.0.clone())))
-        }
-    }
-
-    impl Counting {
-        fn count(&self) -> u64 {
-            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> metrics::Histogram {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            metrics::Histogram::from_arc(std::sync::Arc::new(Noted(name, self.0.clone())))
         }
     }
 
     #[test]
-    fn kept_handles_serve_only_the_process_recorder() {
-        static WAIT: CachedHistogram = CachedHistogram::new();
-        let key = || Key::from_static_name(POOL_ACQUIRE_WAIT);
-        let record = || WAIT.record(key, Duration::from_micros(5));
-
-        // Before a recorder is noted, every record looks its handle up and keeps none.
-        let early = Counting::default();
-        metrics::with_local_recorder(&early, record);
-        assert_eq!(early.count(), 1);
-        assert!(WAIT.0.get().is_none());
-
-        let global = Counting::default();
-        let seen = global.0.clone();
-        metrics::set_global_recorder(global).expect("no other test installs a recorder");
-        describe();
-        record();
-        record();
-        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
-        assert!(
-            WAIT.0.get().is_some(),
-            "the handle is kept for the process's recorder"
+    fn each_pool_records_its_waits_under_its_own_label() {
+        let primary = PoolMetrics::primary();
+        let replica = PoolMetrics::named("127.0.0.1:5433/app");
+        let recording = Recording::default();
+        metrics::with_local_recorder(&recording, || {
+            primary.acquired(Duration::from_micros(5));
+            replica.acquired(Duration::from_micros(7));
+            replica.acquired(Duration::from_micros(9));
+        });
+        let seen = recording.0.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "db_pool_acquire_wait_seconds{pool=primary}",
+                "db_pool_acquire_wait_seconds{pool=127.0.0.1:5433/app}",
+                "db_pool_acquire_wait_seconds{pool=127.0.0.1:5433/app}",
+            ]
         );
-
-        // A local recorder set afterwards gets its own records, not the kept handle's.
-        let local = Counting::default();
-        metrics::with_local_recorder(&local, record);
-        assert_eq!(local.count(), 1);
-        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }

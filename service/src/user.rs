@@ -1,9 +1,9 @@
 //! The `user` repository: create, read, list, update and delete users.
 //!
-//! Every function takes any SeaORM connection — the pool from
-//! [`DatabaseService::connection`](crate::DatabaseService::connection), or a transaction
-//! (including the rolled-back one of [`testing::TestTransaction`](crate)) — so callers decide
-//! the transaction boundaries.
+//! Every function takes an [`Executor`]: the service (`&db`, the primary), a reader
+//! (`&db.reader()`, reads a replica may serve), a transaction (`&db.begin().await?`, or the
+//! rolled-back one of [`testing::TestTransaction`](crate)), or SeaORM's own connection and
+//! transaction — so callers decide where statements run and the transaction boundaries.
 //!
 //! Emails are normalised before they are stored or looked up (surrounding whitespace removed,
 //! lower-cased) and compared case-insensitively; the database enforces that with a unique
@@ -14,12 +14,12 @@ use entity::user;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, IntoIden, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, TransactionTrait, Value,
+    QuerySelect, QueryTrait, Value,
 };
 
 use crate::error::{Error, Result, is_unique_violation};
 use crate::metrics::{Operation, observe};
-use crate::routing::{self, CachedSql, bulk};
+use crate::routing::{self, CachedSql, Executor, Route, Transactional, bulk};
 
 pub use entity::user::Model as User;
 
@@ -68,7 +68,7 @@ const ENTITY: &str = "user";
 ///
 /// [`Error::Validation`] for a bad email or name, [`Error::Conflict`] when the email is taken
 /// in any letter case, [`Error::Unavailable`] / [`Error::Database`] from the database.
-pub async fn create<C: ConnectionTrait + 'static>(db: &C, new: NewUser) -> Result<User> {
+pub async fn create<E: Executor>(db: &E, new: NewUser) -> Result<User> {
     create_as(db, new).await
 }
 
@@ -77,21 +77,20 @@ pub async fn create<C: ConnectionTrait + 'static>(db: &C, new: NewUser) -> Resul
 /// `id` is `bigint`). The row returned has the columns `id`, `email`, `name`, `created_at`,
 /// `updated_at`. Needs a backend with `RETURNING` (PostgreSQL, SQLite ≥ 3.35).
 ///
-/// Given the pool itself on PostgreSQL
-/// ([`DatabaseService::connection`](crate::DatabaseService::connection)), the statement runs
-/// on sqlx directly and only the row goes through SeaORM ([`FromQueryResult`]), which saves
-/// most of the client's work for a one-row statement (`docs/PERFORMANCE.md`); anything else
-/// (a transaction, SQLite) takes SeaORM's path.
+/// Given the service (or a reader) on PostgreSQL, the statement runs on sqlx directly and only
+/// the row goes through SeaORM ([`FromQueryResult`]), which saves most of the client's work
+/// for a one-row statement (`docs/PERFORMANCE.md`); anything else (a transaction, SQLite, a
+/// SeaORM connection) takes SeaORM's path.
 ///
 /// # Errors
 ///
 /// As [`create`]; a row that does not decode into `M` is an [`Error::Database`].
-pub async fn create_as<M, C>(db: &C, new: NewUser) -> Result<M>
+pub async fn create_as<M, E>(db: &E, new: NewUser) -> Result<M>
 where
     M: FromQueryResult,
-    C: ConnectionTrait + 'static,
+    E: Executor,
 {
-    observe(&CREATE, db, async {
+    observe(&CREATE, db.backend(), async {
         let (email, name) = validated(new)?;
         routing::write_optional(db, &INSERT_RETURNING, vec![email.into(), name.into()])
             .await
@@ -118,9 +117,9 @@ fn validated(new: NewUser) -> Result<(String, String)> {
 /// batch, in any letter case — is an [`Error::Conflict`], and nothing is inserted.
 ///
 /// How the rows travel:
-/// * given the pool itself ([`DatabaseService::connection`](crate::DatabaseService::connection))
-///   on PostgreSQL: one `COPY "user" (email, name) FROM STDIN` through that pool (a single
-///   statement, so all or nothing), several times faster than `INSERT` for large batches;
+/// * given the service (or a reader) on PostgreSQL: one `COPY "user" (email, name) FROM STDIN`
+///   through the primary's pool (a single statement, so all or nothing), several times faster
+///   than `INSERT` for large batches;
 /// * otherwise (SQLite, or a transaction you pass in): multi-row `INSERT`s in chunks that stay
 ///   under the backend's bind-parameter limit (65 535 on PostgreSQL, 32 766 on SQLite), inside
 ///   one transaction (a savepoint when `db` is already a transaction).
@@ -129,23 +128,32 @@ fn validated(new: NewUser) -> Result<(String, String)> {
 ///
 /// [`Error::Validation`] naming the first bad row, [`Error::Conflict`],
 /// [`Error::Unavailable`] / [`Error::Database`] from the database.
-pub async fn create_many<C>(db: &C, users: &[NewUser]) -> Result<u64>
-where
-    C: ConnectionTrait + TransactionTrait + 'static,
-{
+pub async fn create_many<E: Executor>(db: &E, users: &[NewUser]) -> Result<u64> {
     if users.is_empty() {
         return Ok(0);
     }
-    observe(&CREATE_MANY, db, async {
-        let inserted = match routing::postgres_pool(db) {
-            Some(pool) => bulk::copy_in(pool, COPY_USERS, &copy_text(users)?).await,
-            None => {
+    observe(&CREATE_MANY, db.backend(), async {
+        let inserted = match db.route() {
+            Route::Fast { primary, .. } => {
+                let data = copy_text(users)?;
+                let pool = primary.conn.get_postgres_connection_pool();
+                primary.retire_if_read_only(bulk::copy_in(pool, COPY_USERS, &data).await)
+            }
+            Route::Seaorm => {
                 let rows = validated_rows(users)?;
                 let columns = [
                     user::Column::Email.into_iden(),
                     user::Column::Name.into_iden(),
                 ];
-                bulk::insert_chunked(db, user::Entity.into_iden(), &columns, rows).await
+                let table = user::Entity.into_iden();
+                match db.transactional() {
+                    Transactional::Connection(conn) => {
+                        bulk::insert_chunked(conn, table, &columns, rows).await
+                    }
+                    Transactional::Transaction(tx) => {
+                        bulk::insert_chunked(tx, table, &columns, rows).await
+                    }
+                }
             }
         };
         inserted.map_err(|err| write_error("create users", err))
@@ -160,7 +168,7 @@ where
 /// # Errors
 ///
 /// [`Error::NotFound`] when there is none, [`Error::Unavailable`] / [`Error::Database`].
-pub async fn get<C: ConnectionTrait + 'static>(db: &C, id: i32) -> Result<User> {
+pub async fn get<E: Executor>(db: &E, id: i32) -> Result<User> {
     get_as(db, id).await
 }
 
@@ -168,18 +176,18 @@ pub async fn get<C: ConnectionTrait + 'static>(db: &C, id: i32) -> Result<User> 
 /// types than [`User`], e.g. `id: i64` for a `bigint` id). The query selects `id`, `email`,
 /// `name`, `created_at`, `updated_at`.
 ///
-/// Given the pool itself on PostgreSQL, the query runs on sqlx directly and only the row goes
-/// through SeaORM, as [`create_as`] explains; anything else takes the SeaORM path.
+/// Given the service or a reader on PostgreSQL, the query runs on sqlx directly and only the
+/// row goes through SeaORM, as [`create_as`] explains; anything else takes the SeaORM path.
 ///
 /// # Errors
 ///
 /// As [`get`]; a row that does not decode into `M` is an [`Error::Database`].
-pub async fn get_as<M, C>(db: &C, id: i32) -> Result<M>
+pub async fn get_as<M, E>(db: &E, id: i32) -> Result<M>
 where
     M: FromQueryResult,
-    C: ConnectionTrait + 'static,
+    E: Executor,
 {
-    observe(&GET, db, async {
+    observe(&GET, db.backend(), async {
         routing::read_optional(db, &SELECT_BY_ID, vec![id.into()])
             .await
             .map_err(|err| Error::from_db("read a user", err))?
@@ -194,14 +202,14 @@ where
 ///
 /// [`Error::Validation`] when `email` is not an email address, [`Error::Unavailable`] /
 /// [`Error::Database`].
-pub async fn find_by_email<C: ConnectionTrait>(db: &C, email: &str) -> Result<Option<User>> {
-    observe(&FIND_BY_EMAIL, db, async {
+pub async fn find_by_email<E: Executor>(db: &E, email: &str) -> Result<Option<User>> {
+    observe(&FIND_BY_EMAIL, db.backend(), async {
         let email = normalize_email(email)?;
         // Both sides through the database's lower(), so the comparison matches the unique
         // index on lower(email) exactly, and uses it.
         user::Entity::find()
             .filter(Expr::expr(Func::lower(Expr::col(user::Column::Email))).eq(Func::lower(email)))
-            .one(db)
+            .one(db.seaorm())
             .await
             .map_err(|err| Error::from_db("find a user by email", err))
     })
@@ -216,8 +224,8 @@ pub async fn find_by_email<C: ConnectionTrait>(db: &C, email: &str) -> Result<Op
 ///
 /// [`Error::Validation`] when `limit` is 0 or above [`MAX_PAGE_SIZE`],
 /// [`Error::Unavailable`] / [`Error::Database`].
-pub async fn list<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) -> Result<UserPage> {
-    observe(&LIST, db, list_page(db, limit, after)).await
+pub async fn list<E: Executor>(db: &E, limit: u64, after: Option<i32>) -> Result<UserPage> {
+    observe(&LIST, db.backend(), list_page(db.seaorm(), limit, after)).await
 }
 
 async fn list_page<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) -> Result<UserPage> {
@@ -253,19 +261,11 @@ async fn list_page<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) -
 ///
 /// [`Error::NotFound`], [`Error::Validation`], [`Error::Conflict`] when the new email is
 /// taken, [`Error::Unavailable`] / [`Error::Database`].
-pub async fn update<C: ConnectionTrait + 'static>(
-    db: &C,
-    id: i32,
-    changes: UserChanges,
-) -> Result<User> {
-    observe(&UPDATE, db, update_row(db, id, changes)).await
+pub async fn update<E: Executor>(db: &E, id: i32, changes: UserChanges) -> Result<User> {
+    observe(&UPDATE, db.backend(), update_row(db.seaorm(), id, changes)).await
 }
 
-async fn update_row<C: ConnectionTrait + 'static>(
-    db: &C,
-    id: i32,
-    changes: UserChanges,
-) -> Result<User> {
+async fn update_row<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -> Result<User> {
     let email = changes.email.as_deref().map(normalize_email).transpose()?;
     if let Some(name) = &changes.name {
         validate_name(name)?;
@@ -294,10 +294,7 @@ async fn update_row<C: ConnectionTrait + 'static>(
     update
         .exec_with_returning(db)
         .await
-        .map_err(|err| {
-            routing::retire_sessions_if_read_only(db, &err);
-            write_error("update a user", err)
-        })?
+        .map_err(|err| write_error("update a user", err))?
         .into_iter()
         .next()
         .ok_or_else(|| not_found(id))
@@ -309,15 +306,12 @@ async fn update_row<C: ConnectionTrait + 'static>(
 ///
 /// [`Error::NotFound`] when there is no such user, [`Error::Unavailable`] /
 /// [`Error::Database`].
-pub async fn delete<C: ConnectionTrait + 'static>(db: &C, id: i32) -> Result<()> {
-    observe(&DELETE, db, async {
+pub async fn delete<E: Executor>(db: &E, id: i32) -> Result<()> {
+    observe(&DELETE, db.backend(), async {
         let result = user::Entity::delete_by_id(id)
-            .exec(db)
+            .exec(db.seaorm())
             .await
-            .map_err(|err| {
-                routing::retire_sessions_if_read_only(db, &err);
-                Error::from_db("delete a user", err)
-            })?;
+            .map_err(|err| Error::from_db("delete a user", err))?;
         if result.rows_affected == 0 {
             return Err(not_found(id));
         }

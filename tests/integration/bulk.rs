@@ -63,7 +63,7 @@ async fn create_many_inserts_every_row_and_returns_the_count(backend: TestBacken
         .map(|i| new_user(&format!(" User{i}@Bulk.Example "), &format!("User {i}")))
         .collect();
 
-    let inserted = user::create_many(db.connection(), &users).await.unwrap();
+    let inserted = user::create_many(db.service(), &users).await.unwrap();
 
     assert_eq!(inserted, 50_000);
     let rows = stored(db.connection()).await;
@@ -103,7 +103,7 @@ async fn create_many_stores_hostile_values_exactly(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
 
     // Through the pool (COPY on PostgreSQL) ...
-    let inserted = user::create_many(db.connection(), &hostile_users())
+    let inserted = user::create_many(db.service(), &hostile_users())
         .await
         .unwrap();
     assert_eq!(inserted, 9);
@@ -142,19 +142,19 @@ async fn create_many_rejects_a_duplicate_inside_the_batch(backend: TestBackend) 
         new_user("A@X.IO", "A again, other case"),
     ];
 
-    assert_conflict(user::create_many(db.connection(), &users).await);
+    assert_conflict(user::create_many(db.service(), &users).await);
 
     assert_eq!(count(db.connection()).await, 0, "nothing inserted");
 }
 
 async fn create_many_rejects_an_email_taken_by_an_existing_row(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
-    let ada = user::create(db.connection(), new_user("ada@x.io", "Ada"))
+    let ada = user::create(db.service(), new_user("ada@x.io", "Ada"))
         .await
         .unwrap();
     let users = [new_user("bob@x.io", "Bob"), new_user(" ADA@x.io", "Other")];
 
-    assert_conflict(user::create_many(db.connection(), &users).await);
+    assert_conflict(user::create_many(db.service(), &users).await);
 
     assert_eq!(
         stored(db.connection()).await,
@@ -191,9 +191,7 @@ async fn create_many_names_the_first_invalid_row_and_inserts_nothing(backend: Te
         new_user("d@x.io", ""),
     ];
 
-    let err = user::create_many(db.connection(), &users)
-        .await
-        .unwrap_err();
+    let err = user::create_many(db.service(), &users).await.unwrap_err();
 
     match err {
         Error::Validation { field, reason } => {
@@ -202,7 +200,7 @@ async fn create_many_names_the_first_invalid_row_and_inserts_nothing(backend: Te
         }
         other => panic!("expected a validation error, got {other:?}"),
     }
-    let err = user::create_many(db.connection(), &users[3..])
+    let err = user::create_many(db.service(), &users[3..])
         .await
         .unwrap_err();
     assert!(
@@ -215,7 +213,7 @@ async fn create_many_names_the_first_invalid_row_and_inserts_nothing(backend: Te
 async fn create_many_of_nothing_inserts_nothing(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
 
-    assert_eq!(user::create_many(db.connection(), &[]).await.unwrap(), 0);
+    assert_eq!(user::create_many(db.service(), &[]).await.unwrap(), 0);
 
     assert_eq!(count(db.connection()).await, 0);
 }
@@ -224,28 +222,28 @@ async fn get_as_and_create_as_behave_like_get_and_create(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
 
     // On the pool (sqlx directly on PostgreSQL) ...
-    let ada: user::User = user::create_as(db.connection(), new_user(" Ada@X.io", "Ada"))
+    let ada: user::User = user::create_as(db.service(), new_user(" Ada@X.io", "Ada"))
         .await
         .unwrap();
     assert_eq!(ada.email, "ada@x.io");
-    assert_eq!(user::get(db.connection(), ada.id).await.unwrap(), ada);
-    let read: user::User = user::get_as(db.connection(), ada.id).await.unwrap();
+    assert_eq!(user::get(db.service(), ada.id).await.unwrap(), ada);
+    let read: user::User = user::get_as(db.service(), ada.id).await.unwrap();
     assert_eq!(read, ada);
-    let err = user::create_as::<user::User, _>(db.connection(), new_user("ADA@x.io", "B"))
+    let err = user::create_as::<user::User, _>(db.service(), new_user("ADA@x.io", "B"))
         .await
         .unwrap_err();
     assert!(
         matches!(err, Error::Conflict { field: "email", .. }),
         "{err:?}"
     );
-    let err = user::get_as::<user::User, _>(db.connection(), ada.id + 1000)
+    let err = user::get_as::<user::User, _>(db.service(), ada.id + 1000)
         .await
         .unwrap_err();
     assert!(
         matches!(err, Error::NotFound { entity: "user", .. }),
         "{err:?}"
     );
-    let err = user::create_as::<user::User, _>(db.connection(), new_user("nope", "B"))
+    let err = user::create_as::<user::User, _>(db.service(), new_user("nope", "B"))
         .await
         .unwrap_err();
     assert!(
@@ -261,5 +259,5 @@ async fn get_as_and_create_as_behave_like_get_and_create(backend: TestBackend) {
     let read: user::User = user::get_as(&tx, bob.id).await.unwrap();
     assert_eq!(read, bob);
     tx.commit().await.unwrap();
-    assert_eq!(user::get(db.connection(), bob.id).await.unwrap(), bob);
+    assert_eq!(user::get(db.service(), bob.id).await.unwrap(), bob);
 }

@@ -437,7 +437,7 @@ async fn the_pool_recovers_after_a_server_restart_under_load() {
         .await
         .unwrap();
     let ada = user::create(
-        service.connection(),
+        &service,
         NewUser {
             email: "ada@x.io".into(),
             name: "Ada".into(),
@@ -452,7 +452,7 @@ async fn the_pool_recovers_after_a_server_restart_under_load() {
         let stop = Instant::now() + Duration::from_secs(6);
         while Instant::now() < stop {
             let started = Instant::now();
-            match user::get(service.connection(), ada.id).await {
+            match user::get(&service, ada.id).await {
                 Ok(_) => {}
                 Err(err) => {
                     assert!(err.is_unavailable(), "an outage is Unavailable: {err:?}");
@@ -486,7 +486,7 @@ async fn the_pool_recovers_after_a_server_restart_under_load() {
         assert!(slowest < Duration::from_secs(3), "failed fast: {slowest:?}");
     }
     assert!(failures > 0, "requests failed while the server was down");
-    let recovered = user::get(service.connection(), ada.id).await.unwrap();
+    let recovered = user::get(&service, ada.id).await.unwrap();
     assert_eq!(recovered.email, "ada@x.io");
     let report = service.health().await;
     assert!(report.pool.size <= 4, "{report:?}");
@@ -526,7 +526,7 @@ async fn failures_after_restart(cluster: &TestCluster, ping_after_idle: Option<D
         .unwrap();
     let email = format!("idle-{}@x.io", ping_after_idle.map_or(0, |d| d.as_millis()));
     let id = user::create(
-        service.connection(),
+        &service,
         NewUser {
             email,
             name: "Idle".into(),
@@ -567,7 +567,7 @@ async fn failures_after_restart(cluster: &TestCluster, ping_after_idle: Option<D
                     email: email.clone(),
                     name: "After".into(),
                 };
-                (email, user::create(service.connection(), new).await)
+                (email, user::create(&service, new).await)
             })
         })
         .collect();
@@ -585,7 +585,7 @@ async fn failures_after_restart(cluster: &TestCluster, ping_after_idle: Option<D
         }
     }
     assert!(
-        user::get(service.connection(), id).await.is_ok(),
+        user::get(&service, id).await.is_ok(),
         "the pool reconnects either way"
     );
     service.close().await.unwrap();
@@ -602,9 +602,7 @@ async fn pool_exhaustion_answers_unavailable_promptly_and_recovers(backend: Test
     let second = service.connection().begin().await.unwrap();
     let started = Instant::now();
 
-    let err = user::list(service.connection(), 10, None)
-        .await
-        .unwrap_err();
+    let err = user::list(&service, 10, None).await.unwrap_err();
 
     let waited = started.elapsed();
     assert!(err.is_unavailable(), "{err:?}");
@@ -613,7 +611,7 @@ async fn pool_exhaustion_answers_unavailable_promptly_and_recovers(backend: Test
         "{waited:?}"
     );
     drop((first, second));
-    assert!(user::list(service.connection(), 10, None).await.is_ok());
+    assert!(user::list(&service, 10, None).await.is_ok());
 }
 
 async fn hostile_input_is_rejected_or_stored_exactly(backend: TestBackend) {

@@ -35,7 +35,7 @@ async fn seed(db: &DatabaseService, count: usize) -> Vec<User> {
     let mut users = Vec::new();
     for n in 0..count {
         users.push(
-            user::create(db.connection(), new_user(&format!("seed{n}@x.io")))
+            user::create(&db, new_user(&format!("seed{n}@x.io")))
                 .await
                 .unwrap(),
         );
@@ -80,7 +80,7 @@ async fn a_statement_cancelled_part_way_never_leaves_its_connection_to_the_next_
 
     let cancelled = tokio::time::timeout(
         Duration::from_millis(200),
-        user::create(db.connection(), new_user("blocked@x.io")),
+        user::create(&db, new_user("blocked@x.io")),
     )
     .await;
     assert!(
@@ -94,7 +94,7 @@ async fn a_statement_cancelled_part_way_never_leaves_its_connection_to_the_next_
     for round in 0..5 {
         for expected in &users {
             assert_eq!(
-                &user::get(db.connection(), expected.id).await.unwrap(),
+                &user::get(&db, expected.id).await.unwrap(),
                 expected,
                 "round {round}"
             );
@@ -131,7 +131,7 @@ async fn a_server_restart_under_load_costs_no_wrong_answer_and_writes_fail_at_mo
                     let after_restart =
                         |at: Instant| back_at.lock().unwrap().is_some_and(|b| at > b);
                     let expected = &users[fastrand::usize(..users.len())];
-                    match user::get(db.connection(), expected.id).await {
+                    match user::get(&db, expected.id).await {
                         Ok(found) => assert_eq!(&found, expected, "a wrong answer"),
                         Err(err) => {
                             assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
@@ -142,7 +142,7 @@ async fn a_server_restart_under_load_costs_no_wrong_answer_and_writes_fail_at_mo
                     }
                     let email = format!("w{worker}-{n}@x.io");
                     let started = Instant::now();
-                    match user::create(db.connection(), new_user(&email)).await {
+                    match user::create(&db, new_user(&email)).await {
                         Ok(stored) => {
                             assert_eq!(stored.email, email, "a wrong answer");
                             created.push(email);
@@ -220,9 +220,7 @@ async fn seaorm_transactions_and_health_keep_working_while_the_fast_path_saturat
     let test_db = TestDatabase::new(TestBackend::Postgres).await;
     let db = service(&test_db.config().url.expose_secret(), MAX, "held-saturate").await;
     let users = Arc::new(seed(&db, 50).await);
-    let changed = user::create(db.connection(), new_user("changed@x.io"))
-        .await
-        .unwrap();
+    let changed = user::create(&db, new_user("changed@x.io")).await.unwrap();
     let running = Arc::new(AtomicBool::new(true));
     let readers: Vec<_> = (0..8)
         .map(|_| {
@@ -231,10 +229,7 @@ async fn seaorm_transactions_and_health_keep_working_while_the_fast_path_saturat
                 let mut reads = 0u64;
                 while running.load(Ordering::Relaxed) {
                     let expected = &users[fastrand::usize(..users.len())];
-                    assert_eq!(
-                        &user::get(db.connection(), expected.id).await.unwrap(),
-                        expected
-                    );
+                    assert_eq!(&user::get(&db, expected.id).await.unwrap(), expected);
                     reads += 1;
                 }
                 reads
@@ -300,10 +295,7 @@ async fn max_lifetime_and_idle_timeout_still_recycle_held_connections() {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(2) {
         for expected in &users {
-            assert_eq!(
-                &user::get(db.connection(), expected.id).await.unwrap(),
-                expected
-            );
+            assert_eq!(&user::get(&db, expected.id).await.unwrap(), expected);
         }
         let row = test_db
             .connection()
@@ -338,18 +330,18 @@ async fn connections_are_held_by_default_and_given_back_at_once_with_the_hold_of
         config.max_connections = 1;
         config.connection_hold = hold;
         let db = DatabaseService::connect(&config).await.unwrap();
-        let ada = user::create(db.connection(), new_user("ada@x.io")).await;
+        let ada = user::create(&db, new_user("ada@x.io")).await;
         let id = match ada {
             Ok(ada) => ada.id,
             Err(_) => {
-                user::find_by_email(db.connection(), "ada@x.io")
+                user::find_by_email(&db, "ada@x.io")
                     .await
                     .unwrap()
                     .unwrap()
                     .id
             }
         };
-        user::get(db.connection(), id).await.unwrap();
+        user::get(&db, id).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let pool = db.connection().get_postgres_connection_pool();
         assert_eq!(

@@ -20,6 +20,7 @@ mod replicas;
 mod service;
 mod sql;
 mod test_support;
+mod two_services;
 mod user_repository;
 
 /// Generates `<name>::postgres` and `<name>::sqlite` tests from an

@@ -57,7 +57,7 @@ async fn through_a_session_pooler_the_service_migrates_and_answers_every_client_
             for n in 0..25 {
                 let email = format!("c{client}-{n}@x.io");
                 let created = user::create(
-                    service.connection(),
+                    &service,
                     NewUser {
                         email: email.clone(),
                         name: format!("client {client}"),
@@ -65,12 +65,10 @@ async fn through_a_session_pooler_the_service_migrates_and_answers_every_client_
                 )
                 .await
                 .unwrap();
-                let read = user::get(service.connection(), created.id).await.unwrap();
+                let read = user::get(&service, created.id).await.unwrap();
                 assert_eq!(read, created);
                 assert_eq!(read.email, email);
-                let found = user::find_by_email(service.connection(), &email)
-                    .await
-                    .unwrap();
+                let found = user::find_by_email(&service, &email).await.unwrap();
                 assert_eq!(found, Some(created));
             }
         })
@@ -78,7 +76,7 @@ async fn through_a_session_pooler_the_service_migrates_and_answers_every_client_
     for client in clients {
         client.await.unwrap();
     }
-    let page = user::list(service.connection(), 500, None).await.unwrap();
+    let page = user::list(&service, 500, None).await.unwrap();
     assert_eq!(page.users.len(), CLIENTS * 25);
 }
 

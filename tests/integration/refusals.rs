@@ -69,15 +69,9 @@ where
 async fn refused_reasons(service: &DatabaseService, id: i32, rounds: usize) -> Vec<String> {
     let mut reasons = Vec::new();
     for round in 0..rounds {
+        reasons.push(unavailable_reason(user::get(&service, id).await));
         reasons.push(unavailable_reason(
-            user::get(service.connection(), id).await,
-        ));
-        reasons.push(unavailable_reason(
-            user::create(
-                service.connection(),
-                new_user(&format!("refused-{round}@x.io")),
-            )
-            .await,
+            user::create(&service, new_user(&format!("refused-{round}@x.io"))).await,
         ));
     }
     reasons
@@ -87,9 +81,7 @@ async fn refused_reasons(service: &DatabaseService, id: i32, rounds: usize) -> V
 async fn refused_connections_are_unavailable_until_they_are_allowed_again() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
     let service = DatabaseService::connect(&quick(db.config())).await.unwrap();
-    let ada = user::create(service.connection(), new_user("ada@x.io"))
-        .await
-        .unwrap();
+    let ada = user::create(&service, new_user("ada@x.io")).await.unwrap();
     let admin = AdminSession::for_database(&db).await;
 
     admin.allow_connections(&db.name(), false).await;
@@ -107,9 +99,9 @@ async fn refused_connections_are_unavailable_until_they_are_allowed_again() {
 
     admin.allow_connections(&db.name(), true).await;
 
-    let (read, _) = recovers(RECOVERY, || user::get(service.connection(), ada.id)).await;
+    let (read, _) = recovers(RECOVERY, || user::get(&service, ada.id)).await;
     assert_eq!(read, ada);
-    user::create(service.connection(), new_user("grace@x.io"))
+    user::create(&service, new_user("grace@x.io"))
         .await
         .unwrap();
 }
@@ -128,13 +120,8 @@ async fn a_role_over_its_connection_limit_is_unavailable_while_the_pool_grows_un
         DatabaseUrl::parse(app_url.clone()).unwrap(),
     ));
     let migrator = DatabaseService::connect(&config).await.unwrap();
-    migrator
-        .apply_migrations(&service::MigratorOptions::default())
-        .await
-        .unwrap();
-    let ada = user::create(migrator.connection(), new_user("ada@x.io"))
-        .await
-        .unwrap();
+    migrator.apply_migrations(&service::MigratorOptions::default()).await.unwrap();
+    let ada = user::create(&migrator, new_user("ada@x.io")).await.unwrap();
     migrator.close().await.unwrap();
     let service = DatabaseService::connect(&config).await.unwrap();
     // Both sessions of the pool busy, and the role limited to them: the pool must grow for the
@@ -156,7 +143,7 @@ async fn a_role_over_its_connection_limit_is_unavailable_while_the_pool_grows_un
     let mut waited = None;
     for _ in 0..3 {
         let started = Instant::now();
-        let reason = unavailable_reason(user::get(service.connection(), ada.id).await);
+        let reason = unavailable_reason(user::get(&service, ada.id).await);
         if reason == "timed out waiting for a pooled connection" {
             waited = Some(started.elapsed());
             break;
@@ -171,7 +158,7 @@ async fn a_role_over_its_connection_limit_is_unavailable_while_the_pool_grows_un
 
     admin.set_connection_limit("app", None).await;
 
-    let (read, _) = recovers(RECOVERY, || user::get(service.connection(), ada.id)).await;
+    let (read, _) = recovers(RECOVERY, || user::get(&service, ada.id)).await;
     assert_eq!(read, ada);
     assert!(service.health().await.pool.size >= 3, "the pool grew");
     drop((first, second));
@@ -181,7 +168,7 @@ async fn a_role_over_its_connection_limit_is_unavailable_while_the_pool_grows_un
 async fn writes_to_a_read_only_database_are_unavailable_and_resume_once_it_is_writable() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
     let service = DatabaseService::connect(&quick(db.config())).await.unwrap();
-    let conn = service.connection();
+    let conn = &service;
     let ada = user::create(conn, new_user("ada@x.io")).await.unwrap();
     let bob = user::create(conn, new_user("bob@x.io")).await.unwrap();
     let admin = AdminSession::for_database(&db).await;
@@ -233,9 +220,7 @@ async fn writes_to_a_read_only_database_are_unavailable_and_resume_once_it_is_wr
 async fn a_database_renamed_away_is_unavailable_until_it_is_renamed_back() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
     let service = DatabaseService::connect(&quick(db.config())).await.unwrap();
-    let ada = user::create(service.connection(), new_user("ada@x.io"))
-        .await
-        .unwrap();
+    let ada = user::create(&service, new_user("ada@x.io")).await.unwrap();
     let admin = AdminSession::for_database(&db).await;
     // Still named like a test database, so a later run sweeps it if this test dies here.
     let away = format!("{}_away", db.name());
@@ -252,7 +237,7 @@ async fn a_database_renamed_away_is_unavailable_until_it_is_renamed_back() {
 
     admin.rename_database(&away, &db.name()).await;
 
-    let (read, _) = recovers(RECOVERY, || user::get(service.connection(), ada.id)).await;
+    let (read, _) = recovers(RECOVERY, || user::get(&service, ada.id)).await;
     assert_eq!(read, ada);
 }
 
@@ -264,13 +249,8 @@ async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_p
         DatabaseUrl::parse(cluster.admin_url()).unwrap(),
     ));
     let service = DatabaseService::connect(&config).await.unwrap();
-    service
-        .apply_migrations(&service::MigratorOptions::default())
-        .await
-        .unwrap();
-    let ada = user::create(service.connection(), new_user("ada@x.io"))
-        .await
-        .unwrap();
+    service.apply_migrations(&service::MigratorOptions::default()).await.unwrap();
+    let ada = user::create(&service, new_user("ada@x.io")).await.unwrap();
     // An update in flight: it waits for a row lock that a prepared transaction holds (a
     // session holding it would end with the shutdown too, and might release the update first).
     let admin = AdminSession::connect(&cluster.admin_url()).await;
@@ -284,7 +264,7 @@ async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_p
         let service = service.clone();
         async move {
             user::update(
-                service.connection(),
+                &service,
                 ada.id,
                 UserChanges {
                     name: Some("Ada L.".into()),
@@ -305,15 +285,15 @@ async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_p
     let reason = unavailable_reason(in_flight.await.unwrap());
     assert!(reason.contains("(57P01:"), "{reason}");
     // … and while the server is down, nothing is served.
-    unavailable_reason(user::get(service.connection(), ada.id).await);
-    unavailable_reason(user::create(service.connection(), new_user("grace@x.io")).await);
+    unavailable_reason(user::get(&service, ada.id).await);
+    unavailable_reason(user::create(&service, new_user("grace@x.io")).await);
 
     let restarting = cluster.clone();
     tokio::task::spawn_blocking(move || restarting.restart())
         .await
         .unwrap();
 
-    let (read, _) = recovers(RECOVERY, || user::get(service.connection(), ada.id)).await;
+    let (read, _) = recovers(RECOVERY, || user::get(&service, ada.id)).await;
     assert_eq!(read.name, ada.name, "the update in flight was not applied");
     AdminSession::connect(&cluster.admin_url())
         .await

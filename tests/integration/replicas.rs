@@ -77,9 +77,7 @@ async fn user_index_scans(db: &DatabaseConnection) -> i64 {
 async fn reads_through_a_reader_are_served_by_the_replica_and_writes_by_the_primary() {
     let pair = TestReplicaPair::start("app").await;
     let service = connect(&pair).await;
-    let created = user::create(service.connection(), new_user(1))
-        .await
-        .unwrap();
+    let created = user::create(&service, new_user(1)).await.unwrap();
     wait_for_replay(&service).await;
     let stats_primary = Database::connect(pair.primary.url("app")).await.unwrap();
     let stats_replica = Database::connect(pair.standby.url("app")).await.unwrap();
@@ -110,9 +108,7 @@ async fn reads_through_a_reader_are_served_by_the_replica_and_writes_by_the_prim
 async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
     let pair = TestReplicaPair::start("app").await;
     let service = connect(&pair).await;
-    let ada = user::create(service.connection(), new_user(1))
-        .await
-        .unwrap();
+    let ada = user::create(&service, new_user(1)).await.unwrap();
     wait_for_replay(&service).await;
 
     pair.pause_replay().await;
@@ -120,9 +116,7 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
         name: Some("Ada Lovelace".into()),
         email: None,
     };
-    user::update(service.connection(), ada.id, changes)
-        .await
-        .unwrap();
+    user::update(&service, ada.id, changes).await.unwrap();
     let written = service.write_position().await.unwrap().unwrap();
     // A small write stays far below the lag bound: the paused replica stays in rotation.
     assert!(service.reader().replica_name().is_some());
@@ -136,9 +130,7 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
     assert_eq!(user::get(&own, ada.id).await.unwrap().name, "Ada Lovelace");
 
     // A row the replica has not received yet is looked for on the primary.
-    let bob = user::create(service.connection(), new_user(2))
-        .await
-        .unwrap();
+    let bob = user::create(&service, new_user(2)).await.unwrap();
     assert_eq!(user::get(&service.reader(), bob.id).await.unwrap(), bob);
     let found = user::find_by_email(&service.reader(), "USER2@x.io")
         .await
@@ -157,9 +149,7 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
 async fn a_stopped_replica_costs_no_read_and_rejoins_when_it_is_back() {
     let pair = TestReplicaPair::start("app").await;
     let service = connect(&pair).await;
-    let ada = user::create(service.connection(), new_user(1))
-        .await
-        .unwrap();
+    let ada = user::create(&service, new_user(1)).await.unwrap();
     wait_for_replay(&service).await;
     // Readers made before the stop still point at the replica.
     let readers: Vec<_> = (0..20).map(|_| service.reader()).collect();
@@ -187,7 +177,7 @@ async fn a_stopped_replica_costs_no_read_and_rejoins_when_it_is_back() {
     .await;
     pair.pause_replay().await;
     user::update(
-        service.connection(),
+        &service,
         ada.id,
         UserChanges {
             name: Some("Changed".into()),
@@ -220,9 +210,7 @@ async fn a_replica_lagging_past_the_bound_leaves_rotation_until_it_catches_up() 
 
     pair.pause_replay().await;
     let users: Vec<NewUser> = (0..10_000).map(new_user).collect();
-    user::create_many(service.connection(), &users)
-        .await
-        .unwrap();
+    user::create_many(&service, &users).await.unwrap();
     wait_for("the replica to leave rotation", || {
         let service = service.clone();
         async move { service.reader().replica_name().is_none() }
@@ -282,7 +270,5 @@ async fn the_primary_pool_refuses_a_standby_and_a_promoted_replica_leaves_rotati
     assert!(report.can_serve());
     // Once promoted it is a primary like any other.
     let promoted = DatabaseService::connect(&config).await.unwrap();
-    user::create(promoted.connection(), new_user(1))
-        .await
-        .unwrap();
+    user::create(&promoted, new_user(1)).await.unwrap();
 }

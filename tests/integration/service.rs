@@ -98,9 +98,7 @@ async fn services_are_cheap_clones_of_one_pool_and_close_together() {
         !service.is_ready().await,
         "closing a clone closes the shared pool"
     );
-    let err = service::user::get(service.connection(), 1)
-        .await
-        .unwrap_err();
+    let err = service::user::get(&service, 1).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
 }
 
@@ -121,7 +119,7 @@ async fn database_schema_puts_the_tables_and_the_migrations_in_that_schema() {
         .await
         .unwrap();
     let ada = service::user::create(
-        service.connection(),
+        &service,
         service::user::NewUser {
             email: "ada@x.io".into(),
             name: "Ada".into(),

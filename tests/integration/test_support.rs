@@ -1,9 +1,9 @@
 //! The fixtures exported behind the `testing` feature do what they promise.
 
-use sea_orm::{ConnectionTrait, TransactionTrait};
-use service::DatabaseService;
+use sea_orm::TransactionTrait;
 use service::testing::{TestBackend, TestDatabase, TestTransaction};
 use service::user::{self, NewUser};
+use service::{DatabaseService, Executor};
 
 use crate::on_both_backends;
 
@@ -15,7 +15,7 @@ on_both_backends!(
 );
 
 /// How many users `db` sees (the tests here create at most a few).
-async fn users_in<C: ConnectionTrait>(db: &C) -> usize {
+async fn users_in<E: Executor>(db: &E) -> usize {
     user::list(db, 10, None).await.unwrap().users.len()
 }
 
@@ -34,7 +34,7 @@ async fn rollback_fixture_leaves_no_rows(backend: TestBackend) {
         assert_eq!(user::get(&tx, ada.id).await.unwrap().email, "ada@x.io");
     }
 
-    let page = user::list(db.connection(), 10, None).await.unwrap();
+    let page = user::list(db.service(), 10, None).await.unwrap();
 
     assert!(page.users.is_empty(), "{page:?}");
 }
@@ -67,12 +67,12 @@ async fn bulk_inserts_inside_the_fixture_are_rolled_back(backend: TestBackend) {
 async fn test_databases_are_independent(backend: TestBackend) {
     let first = TestDatabase::new(backend).await;
     let second = TestDatabase::new(backend).await;
-    user::create(first.connection(), new_user("ada@x.io"))
+    user::create(first.service(), new_user("ada@x.io"))
         .await
         .unwrap();
 
     assert!(
-        user::list(second.connection(), 10, None)
+        user::list(second.service(), 10, None)
             .await
             .unwrap()
             .users

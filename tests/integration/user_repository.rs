@@ -33,7 +33,7 @@ fn new_user(email: &str, name: &str) -> NewUser {
 async fn create_normalises_the_email_and_returns_the_stored_row(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
 
-    let ada = user::create(db.connection(), new_user("  Ada@Example.COM ", " Ada "))
+    let ada = user::create(db.service(), new_user("  Ada@Example.COM ", " Ada "))
         .await
         .unwrap();
 
@@ -41,16 +41,16 @@ async fn create_normalises_the_email_and_returns_the_stored_row(backend: TestBac
     assert_eq!(ada.email, "ada@example.com");
     assert_eq!(ada.name, " Ada ", "names are stored as given");
     assert_eq!(ada.created_at, ada.updated_at);
-    assert_eq!(user::get(db.connection(), ada.id).await.unwrap(), ada);
+    assert_eq!(user::get(db.service(), ada.id).await.unwrap(), ada);
 }
 
 async fn create_rejects_an_email_taken_in_another_case(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
-    user::create(db.connection(), new_user("ada@example.com", "Ada"))
+    user::create(db.service(), new_user("ada@example.com", "Ada"))
         .await
         .unwrap();
 
-    let err = user::create(db.connection(), new_user("ADA@Example.com", "Other"))
+    let err = user::create(db.service(), new_user("ADA@Example.com", "Other"))
         .await
         .unwrap_err();
 
@@ -64,7 +64,7 @@ async fn create_rejects_an_email_taken_in_another_case(backend: TestBackend) {
         ),
         "{err:?}"
     );
-    let page = user::list(db.connection(), 10, None).await.unwrap();
+    let page = user::list(db.service(), 10, None).await.unwrap();
     assert_eq!(page.users.len(), 1);
 }
 
@@ -85,16 +85,14 @@ async fn create_rejects_each_invalid_field_before_the_database(backend: TestBack
         (new_user("a@x.io", "nul\0"), "name"),
     ];
     for (input, expected_field) in cases {
-        let err = user::create(db.connection(), input.clone())
-            .await
-            .unwrap_err();
+        let err = user::create(db.service(), input.clone()).await.unwrap_err();
         assert!(
             matches!(&err, Error::Validation { field, .. } if *field == expected_field),
             "{input:?}: {err:?}"
         );
     }
     assert!(
-        user::list(db.connection(), 10, None)
+        user::list(db.service(), 10, None)
             .await
             .unwrap()
             .users
@@ -104,15 +102,15 @@ async fn create_rejects_each_invalid_field_before_the_database(backend: TestBack
 
 async fn get_returns_the_user_or_not_found(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
-    let ada = user::create(db.connection(), new_user("ada@x.io", "Ada"))
+    let ada = user::create(db.service(), new_user("ada@x.io", "Ada"))
         .await
         .unwrap();
 
     assert_eq!(
-        user::get(db.connection(), ada.id).await.unwrap().email,
+        user::get(db.service(), ada.id).await.unwrap().email,
         "ada@x.io"
     );
-    let err = user::get(db.connection(), ada.id + 1000).await.unwrap_err();
+    let err = user::get(db.service(), ada.id + 1000).await.unwrap_err();
     assert!(
         matches!(err, Error::NotFound { entity: "user", .. }),
         "{err:?}"
@@ -121,23 +119,21 @@ async fn get_returns_the_user_or_not_found(backend: TestBackend) {
 
 async fn find_by_email_ignores_case_and_surrounding_spaces(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
-    let ada = user::create(db.connection(), new_user("ada@x.io", "Ada"))
+    let ada = user::create(db.service(), new_user("ada@x.io", "Ada"))
         .await
         .unwrap();
 
-    let found = user::find_by_email(db.connection(), "  ADA@X.IO ")
+    let found = user::find_by_email(db.service(), "  ADA@X.IO ")
         .await
         .unwrap();
 
     assert_eq!(found, Some(ada));
     assert_eq!(
-        user::find_by_email(db.connection(), "bob@x.io")
-            .await
-            .unwrap(),
+        user::find_by_email(db.service(), "bob@x.io").await.unwrap(),
         None
     );
     assert!(matches!(
-        user::find_by_email(db.connection(), "not an email").await,
+        user::find_by_email(db.service(), "not an email").await,
         Err(Error::Validation { field: "email", .. })
     ));
 }
@@ -150,12 +146,12 @@ async fn find_by_email_finds_rows_stored_in_mixed_case_by_other_clients(backend:
         .await
         .unwrap();
 
-    let found = user::find_by_email(db.connection(), "mixed@case.io")
+    let found = user::find_by_email(db.service(), "mixed@case.io")
         .await
         .unwrap();
 
     assert_eq!(found.unwrap().email, "Mixed@Case.io");
-    let err = user::create(db.connection(), new_user("MIXED@case.io", "n"))
+    let err = user::create(db.service(), new_user("MIXED@case.io", "n"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
@@ -165,21 +161,21 @@ async fn list_visits_every_row_exactly_once(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
     let mut created = HashSet::new();
     for i in 0..23 {
-        let u = user::create(db.connection(), new_user(&format!("u{i}@x.io"), "u"))
+        let u = user::create(db.service(), new_user(&format!("u{i}@x.io"), "u"))
             .await
             .unwrap();
         created.insert(u.id);
     }
     // A hole in the id sequence must not break the cursor.
     let removed = *created.iter().min().unwrap() + 5;
-    user::delete(db.connection(), removed).await.unwrap();
+    user::delete(db.service(), removed).await.unwrap();
     created.remove(&removed);
 
     let mut seen = Vec::new();
     let mut after = None;
     let mut pages = 0;
     loop {
-        let page = user::list(db.connection(), 5, after).await.unwrap();
+        let page = user::list(db.service(), 5, after).await.unwrap();
         pages += 1;
         assert!(page.users.len() <= 5);
         seen.extend(page.users.iter().map(|u| u.id));
@@ -198,14 +194,14 @@ async fn list_visits_every_row_exactly_once(backend: TestBackend) {
 async fn list_rejects_a_limit_out_of_range(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
     for limit in [0, user::MAX_PAGE_SIZE + 1] {
-        let err = user::list(db.connection(), limit, None).await.unwrap_err();
+        let err = user::list(db.service(), limit, None).await.unwrap_err();
         assert!(
             matches!(err, Error::Validation { field: "limit", .. }),
             "{err:?}"
         );
     }
     assert!(
-        user::list(db.connection(), user::MAX_PAGE_SIZE, None)
+        user::list(db.service(), user::MAX_PAGE_SIZE, None)
             .await
             .is_ok()
     );
@@ -213,13 +209,13 @@ async fn list_rejects_a_limit_out_of_range(backend: TestBackend) {
 
 async fn update_changes_fields_and_moves_updated_at(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
-    let ada = user::create(db.connection(), new_user("ada@x.io", "Ada"))
+    let ada = user::create(db.service(), new_user("ada@x.io", "Ada"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
 
     let renamed = user::update(
-        db.connection(),
+        db.service(),
         ada.id,
         UserChanges {
             name: Some("Ada Lovelace".into()),
@@ -239,7 +235,7 @@ async fn update_changes_fields_and_moves_updated_at(backend: TestBackend) {
 
     tokio::time::sleep(Duration::from_millis(20)).await;
     let moved = user::update(
-        db.connection(),
+        db.service(),
         ada.id,
         UserChanges {
             email: Some(" Ada@Lovelace.ORG".into()),
@@ -250,9 +246,9 @@ async fn update_changes_fields_and_moves_updated_at(backend: TestBackend) {
     .unwrap();
     assert_eq!(moved.email, "ada@lovelace.org");
     assert!(moved.updated_at > renamed.updated_at);
-    assert_eq!(user::get(db.connection(), ada.id).await.unwrap(), moved);
+    assert_eq!(user::get(db.service(), ada.id).await.unwrap(), moved);
 
-    let unchanged = user::update(db.connection(), ada.id, UserChanges::default())
+    let unchanged = user::update(db.service(), ada.id, UserChanges::default())
         .await
         .unwrap();
     assert_eq!(unchanged, moved);
@@ -260,10 +256,10 @@ async fn update_changes_fields_and_moves_updated_at(backend: TestBackend) {
 
 async fn update_rejects_a_taken_email_and_unknown_ids(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
-    user::create(db.connection(), new_user("ada@x.io", "Ada"))
+    user::create(db.service(), new_user("ada@x.io", "Ada"))
         .await
         .unwrap();
-    let bob = user::create(db.connection(), new_user("bob@x.io", "Bob"))
+    let bob = user::create(db.service(), new_user("bob@x.io", "Bob"))
         .await
         .unwrap();
     let take_adas = UserChanges {
@@ -271,17 +267,17 @@ async fn update_rejects_a_taken_email_and_unknown_ids(backend: TestBackend) {
         ..Default::default()
     };
 
-    let err = user::update(db.connection(), bob.id, take_adas.clone())
+    let err = user::update(db.service(), bob.id, take_adas.clone())
         .await
         .unwrap_err();
     assert!(
         matches!(err, Error::Conflict { field: "email", .. }),
         "{err:?}"
     );
-    assert_eq!(user::get(db.connection(), bob.id).await.unwrap(), bob);
+    assert_eq!(user::get(db.service(), bob.id).await.unwrap(), bob);
 
     let err = user::update(
-        db.connection(),
+        db.service(),
         bob.id + 1000,
         UserChanges {
             name: Some("Nobody".into()),
@@ -293,7 +289,7 @@ async fn update_rejects_a_taken_email_and_unknown_ids(backend: TestBackend) {
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 
     let err = user::update(
-        db.connection(),
+        db.service(),
         bob.id,
         UserChanges {
             email: Some("bad".into()),
@@ -310,18 +306,18 @@ async fn update_rejects_a_taken_email_and_unknown_ids(backend: TestBackend) {
 
 async fn delete_removes_the_user_once(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
-    let ada = user::create(db.connection(), new_user("ada@x.io", "Ada"))
+    let ada = user::create(db.service(), new_user("ada@x.io", "Ada"))
         .await
         .unwrap();
 
-    user::delete(db.connection(), ada.id).await.unwrap();
+    user::delete(db.service(), ada.id).await.unwrap();
 
     assert!(matches!(
-        user::get(db.connection(), ada.id).await,
+        user::get(db.service(), ada.id).await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        user::delete(db.connection(), ada.id).await,
+        user::delete(db.service(), ada.id).await,
         Err(Error::NotFound { .. })
     ));
 }

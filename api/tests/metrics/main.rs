@@ -503,9 +503,7 @@ async fn a_replica_shows_its_lag_rotation_and_pool() {
             name: "Someone".into(),
         })
         .collect();
-    service::user::create_many(service.connection(), &many)
-        .await
-        .unwrap();
+    service::user::create_many(&service, &many).await.unwrap();
     let behind = in_rotation(&server, 0.0).await;
     let lag = behind.value("db_replica_lag_bytes", &replica);
     assert!(lag > 64.0 * 1024.0, "{lag}");

@@ -20,11 +20,11 @@
 //! * `DB_MAX_LIFETIME` and `DB_IDLE_TIMEOUT` apply when the connection goes back, and the pool's
 //!   numbers count held connections as in use — which they are, within the hold.
 //!
-//! The fast path finds the held connections of a pool through a registry: repositories are
-//! given a `&DatabaseConnection`, not the service.
+//! The held connections of a pool belong to that pool's state ([`Pool`](super::pool::Pool)),
+//! which every executor of the service carries: nothing is looked up per statement.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::pool::PoolConnection;
@@ -32,15 +32,14 @@ use sea_orm::sqlx::{self, PgPool, Postgres};
 
 use crate::metrics::PoolMetrics;
 
-/// The pools whose fast-path connections are held, with their held connections.
-static REGISTRY: RwLock<Vec<Arc<HeldConnections>>> = RwLock::new(Vec::new());
-
 /// The connections of one pool held between fast-path statements.
 pub(crate) struct HeldConnections {
     pool: PgPool,
     hold: Duration,
     idle: Mutex<Vec<Checkout>>,
     sweeping: AtomicBool,
+    /// Set when the service closes: connections are given back instead of held.
+    stopped: AtomicBool,
 }
 
 /// A connection checked out for one statement; dropping it gives it back to the pool.
@@ -89,41 +88,21 @@ impl Checkout {
 }
 
 impl HeldConnections {
-    /// Holds fast-path connections of `pool` for up to `hold` from now on.
-    pub(crate) fn register(pool: &PgPool, hold: Duration) -> Arc<Self> {
-        let held = Arc::new(Self {
+    /// Holds fast-path connections of `pool` for up to `hold` each.
+    pub(crate) fn new(pool: &PgPool, hold: Duration) -> Arc<Self> {
+        Arc::new(Self {
             pool: pool.clone(),
             hold,
             idle: Mutex::new(Vec::new()),
             sweeping: AtomicBool::new(false),
-        });
-        REGISTRY
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(held.clone());
-        held
+            stopped: AtomicBool::new(false),
+        })
     }
 
-    /// Stops holding connections of this pool and gives back those held.
-    pub(crate) fn unregister(self: &Arc<Self>) {
-        REGISTRY
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|held| !Arc::ptr_eq(held, self));
+    /// Stops holding connections (the pool is closing) and gives back those held.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
         self.release_all();
-    }
-
-    /// The held connections of `pool`, if it is registered.
-    pub(crate) fn of(pool: &PgPool) -> Option<Arc<Self>> {
-        // A pool's options live as long as the pool, at one address: its identity. (A
-        // registered pool cannot be freed, so the address cannot be reused meanwhile.)
-        let options = std::ptr::from_ref(pool.options());
-        REGISTRY
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|held| std::ptr::eq(held.pool.options(), options))
-            .cloned()
     }
 
     /// A held connection if there is one, else one from the pool (its wait recorded in
@@ -143,7 +122,7 @@ impl HeldConnections {
     /// After a statement that succeeded: holds the connection for the next one, or gives it
     /// back to the pool once its hold is over.
     pub(crate) fn done(self: &Arc<Self>, checkout: Checkout) {
-        if checkout.taken.elapsed() >= self.hold {
+        if checkout.taken.elapsed() >= self.hold || self.stopped.load(Ordering::Acquire) {
             return; // dropped: back to the pool
         }
         self.idle

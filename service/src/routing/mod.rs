@@ -1,41 +1,45 @@
 //! Where and how the repositories' statements run: the one place that knows about pools.
 //!
 //! A repository states *what* to run (its SQL, rendered once as a [`CachedSql`], and its
-//! values) and whether it reads or writes; the functions here choose *where* and *how*:
+//! values) and whether it reads or writes; its [`Executor`] decides *where* and *how*
+//! ([`Route`]):
 //!
-//! * given the PostgreSQL pool itself
-//!   ([`DatabaseService::connection`](crate::DatabaseService::connection)), everything runs
-//!   on the primary; a one-row statement runs on sqlx directly, on a connection checked out
-//!   here, and only the row goes through SeaORM ([`FromQueryResult`]); many rows go through
-//!   `COPY` ([`bulk`]);
-//! * given a [`Reader`] ([`DatabaseService::reader`](crate::DatabaseService::reader)), reads
-//!   run the same way on the replica it chose (falling back to the primary as [`Reader`]
-//!   explains) and writes on the primary;
-//! * given anything else (a transaction, SQLite), it takes SeaORM's generic path.
+//! * the service itself ([`DatabaseService`](crate::DatabaseService)) on PostgreSQL: everything
+//!   runs on the primary; a one-row statement runs on sqlx directly, on a connection checked
+//!   out here, and only the row goes through SeaORM ([`FromQueryResult`]); many rows go
+//!   through `COPY` ([`bulk`]);
+//! * a [`Reader`] ([`DatabaseService::reader`](crate::DatabaseService::reader)): reads run the
+//!   same way on the replica it chose (falling back to the primary as [`Reader`] explains),
+//!   writes on the primary;
+//! * a [`Transaction`](crate::Transaction), SQLite, or SeaORM's own connection and
+//!   transaction types: SeaORM's generic path.
 //!
 //! So a second repository is only its own queries and rules.
 
 pub(crate) mod bulk;
 mod cached;
+mod executor;
 pub(crate) mod held;
+pub(crate) mod pool;
 mod reader;
 pub(crate) mod replicas;
 
-use std::any::Any;
 use std::sync::Arc;
 
 use sea_orm::sea_query::Values;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseConnectionType, DbBackend, DbErr, FromQueryResult,
-    QueryResult, RuntimeErr, Value, sqlx,
+    ConnectionTrait, DbBackend, DbErr, FromQueryResult, QueryResult, RuntimeErr, Value, sqlx,
 };
 use sea_query_sqlx::SqlxValues;
 
 use crate::error::{Error, is_read_only_refusal};
-use crate::metrics::{PRIMARY_POOL, PoolMetrics};
 use held::HeldConnections;
+use pool::Pool;
 
 pub(crate) use cached::CachedSql;
+pub use executor::Executor;
+pub(crate) use executor::sealed::Sealed;
+pub(crate) use executor::{Route, Transactional};
 pub use reader::Reader;
 pub use replicas::{InvalidWalPosition, WalPosition};
 
@@ -52,29 +56,22 @@ pub use replicas::{InvalidWalPosition, WalPosition};
 /// # Errors
 ///
 /// The database's error, or a row that does not decode into `M`.
-pub(crate) async fn read_optional<M, C>(
-    db: &C,
+pub(crate) async fn read_optional<M, E>(
+    db: &E,
     sql: &'static CachedSql,
     values: Vec<Value>,
 ) -> Result<Option<M>, DbErr>
 where
     M: FromQueryResult,
-    C: ConnectionTrait + 'static,
+    E: Executor,
 {
-    let (primary, replica) = match target(db) {
-        Target::Seaorm => return seaorm_optional(db, sql, values).await,
-        Target::Primary(primary) => (primary, None),
-        Target::Reader { primary, replica } => (primary, replica),
+    let (primary, replica) = match db.route() {
+        Route::Seaorm => return seaorm_optional(db.seaorm(), sql, values).await,
+        Route::Fast { primary, replica } => (primary, replica),
     };
     let sql = sql.sql(DbBackend::Postgres);
     if let Some(replica) = replica {
-        let on_replica = fetch_optional_on(
-            replica.pool(),
-            &replica.metrics,
-            sql,
-            values.clone(),
-            Kind::Read,
-        );
+        let on_replica = fetch_optional_on(&replica.pool, sql, values.clone(), Kind::Read);
         match on_replica.await {
             Ok(Some(row)) => return decode(row),
             // Not there yet, perhaps: the primary knows.
@@ -82,7 +79,7 @@ where
             Err(err) => replica.read_failed(&err),
         }
     }
-    fetch_optional_on(primary, &PRIMARY_POOL, sql, values, Kind::Read)
+    fetch_optional_on(primary, sql, values, Kind::Read)
         .await?
         .map(decode)
         .transpose()
@@ -94,73 +91,25 @@ where
 /// # Errors
 ///
 /// The database's error, or a row that does not decode into `M`.
-pub(crate) async fn write_optional<M, C>(
-    db: &C,
+pub(crate) async fn write_optional<M, E>(
+    db: &E,
     sql: &'static CachedSql,
     values: Vec<Value>,
 ) -> Result<Option<M>, DbErr>
 where
     M: FromQueryResult,
-    C: ConnectionTrait + 'static,
+    E: Executor,
 {
-    match target(db) {
-        Target::Seaorm => seaorm_optional(db, sql, values).await,
-        Target::Primary(primary) | Target::Reader { primary, .. } => {
+    match db.route() {
+        Route::Seaorm => seaorm_optional(db.seaorm(), sql, values).await,
+        Route::Fast { primary, .. } => {
             let sql = sql.sql(DbBackend::Postgres);
-            fetch_optional_on(primary, &PRIMARY_POOL, sql, values, Kind::Write)
+            fetch_optional_on(primary, sql, values, Kind::Write)
                 .await?
                 .map(decode)
                 .transpose()
         }
     }
-}
-
-/// The primary's sqlx pool when `db` is the PostgreSQL pool or a [`Reader`] on PostgreSQL, for
-/// paths that bypass SeaORM (`COPY`); `None` for a transaction, SQLite, or anything else.
-pub(crate) fn postgres_pool<C: ConnectionTrait + 'static>(db: &C) -> Option<&sqlx::PgPool> {
-    match target(db) {
-        Target::Primary(primary) | Target::Reader { primary, .. } => Some(primary),
-        Target::Seaorm => None,
-    }
-}
-
-/// Where a statement given `db` runs.
-enum Target<'a> {
-    /// The primary's pool.
-    Primary(&'a sqlx::PgPool),
-    /// A [`Reader`] on PostgreSQL: reads on its replica if it chose one, writes on the primary.
-    Reader {
-        primary: &'a sqlx::PgPool,
-        replica: Option<&'a replicas::Replica>,
-    },
-    /// A transaction, SQLite, or anything else: SeaORM's generic path.
-    Seaorm,
-}
-
-fn target<C: ConnectionTrait + 'static>(db: &C) -> Target<'_> {
-    let db = db as &dyn Any;
-    if let Some(pool) = db.downcast_ref::<DatabaseConnection>().and_then(pool_of) {
-        return Target::Primary(pool);
-    }
-    match db.downcast_ref::<Reader>() {
-        Some(reader) => match pool_of(reader.primary()) {
-            Some(primary) => Target::Reader {
-                primary,
-                replica: reader.replica(),
-            },
-            None => Target::Seaorm,
-        },
-        None => Target::Seaorm,
-    }
-}
-
-/// The sqlx pool of a pooled PostgreSQL connection.
-pub(crate) fn pool_of(conn: &DatabaseConnection) -> Option<&sqlx::PgPool> {
-    matches!(
-        conn.inner,
-        DatabaseConnectionType::SqlxPostgresPoolConnection(_)
-    )
-    .then(|| conn.get_postgres_connection_pool())
 }
 
 async fn seaorm_optional<M, C>(
@@ -202,34 +151,31 @@ enum Kind {
 /// with callgrind on the benchmark's point select: 43 800 instructions per call through
 /// `&PgPool`, 28 300 this way (`docs/PERFORMANCE.md`).
 async fn fetch_optional_on(
-    pool: &sqlx::PgPool,
-    metrics: &PoolMetrics,
+    state: &Pool,
     sql: &'static str,
     values: Vec<Value>,
     kind: Kind,
 ) -> Result<Option<sqlx::postgres::PgRow>, DbErr> {
-    let held = HeldConnections::of(pool);
+    let pool = state.conn.get_postgres_connection_pool();
+    let (held, metrics) = (state.held.as_ref(), &state.metrics);
     let again = (kind == Kind::Read).then(|| values.clone());
     let checkout = async {
-        match &held {
+        match held {
             Some(held) => held.checkout(metrics).await,
             None => held::Checkout::from_pool(pool, metrics).await,
         }
     };
-    match (
-        attempt(pool, held.as_ref(), checkout, sql, values).await,
-        again,
-    ) {
+    match (attempt(state, checkout, sql, values).await, again) {
         (Ok(row), _) => Ok(row),
         (Err(Attempt::Statement(err)), Some(values))
             if Error::from_db("read", err.clone()).is_unavailable() =>
         {
             // The other held connections most likely died with this one.
-            if let Some(held) = &held {
+            if let Some(held) = held {
                 held.release_all();
             }
             let fresh = held::Checkout::answering(pool, metrics);
-            attempt(pool, held.as_ref(), fresh, sql, values)
+            attempt(state, fresh, sql, values)
                 .await
                 .map_err(Attempt::into_inner)
         }
@@ -259,8 +205,7 @@ impl Attempt {
 /// back through sqlx's path, which pings (or closes) it; after a read-only refusal it and the
 /// pool's other sessions are closed.
 async fn attempt(
-    pool: &sqlx::PgPool,
-    held: Option<&Arc<HeldConnections>>,
+    state: &Pool,
     checkout: impl Future<Output = Result<held::Checkout, sqlx::Error>>,
     sql: &'static str,
     values: Vec<Value>,
@@ -271,14 +216,14 @@ async fn attempt(
     let result = fetch_optional(&mut checkout.conn, sql, values).await;
     match &result {
         Ok(_) => {
-            if let Some(held) = held {
-                held.done(checkout);
+            if let Some(held) = &state.held {
+                HeldConnections::done(held, checkout);
             }
         }
         Err(err) if is_read_only_refusal(err) => {
             // Sessions keep the read-only state they started with: none may serve again.
             checkout.conn.close_on_drop();
-            retire_idle_sessions(pool);
+            state.retire_idle_sessions();
         }
         Err(_) => {}
     }
@@ -294,34 +239,6 @@ async fn fetch_optional(
         .fetch_optional(conn)
         .await
         .map_err(query_error)
-}
-
-/// After the server refused a write as read-only (`25006`): closes the pool's idle (and held) sessions, so
-/// that the next statements run on new ones. A session keeps the read-only state it started
-/// with (`default_transaction_read_only` set on the database or role, a standby behind the
-/// address after a failover), so without this, writes would keep failing on it after the
-/// server or database is writable again, until `DB_MAX_LIFETIME` retires it.
-fn retire_idle_sessions(pool: &sqlx::PgPool) {
-    if let Some(held) = HeldConnections::of(pool) {
-        held.close_all();
-    }
-    for _ in 0..pool.num_idle() {
-        match pool.try_acquire() {
-            Some(mut conn) => conn.close_on_drop(),
-            None => break,
-        }
-    }
-}
-
-/// [`retire_idle_sessions`] of the primary, for a write that SeaORM ran on `db` and that the
-/// server refused as read-only. (The session that refused went back to the pool before the
-/// error came back: the next refusal on it retires it.)
-pub(crate) fn retire_sessions_if_read_only<C: ConnectionTrait + 'static>(db: &C, err: &DbErr) {
-    if is_read_only_refusal(err)
-        && let Some(pool) = postgres_pool(db)
-    {
-        retire_idle_sessions(pool);
-    }
 }
 
 /// A sqlx error as SeaORM reports a failed query, so the usual error mapping applies.

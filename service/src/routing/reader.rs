@@ -3,10 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult, Statement,
-};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement};
 
+use super::executor::{Executor, Route, Transactional, sealed::Sealed};
+use super::pool::Pool;
 use super::replicas::Replica;
 
 /// A connection for reads that a read replica may serve, from
@@ -14,7 +14,7 @@ use super::replicas::Replica;
 /// [`reader_after`](crate::DatabaseService::reader_after) to see your own writes).
 ///
 /// Pass `&reader` to the repositories' read functions (`user::get`, `find_by_email`, `list`) —
-/// or to any SeaORM query — as you would pass the pool. The replica is chosen when the reader
+/// or to any SeaORM query — as you would pass the service. The replica is chosen when the reader
 /// is made (keep one per request, not longer); without replicas, or with none in rotation, it
 /// is the primary. On a replica:
 /// * a query that fails is run again on the primary (a replica that cannot be reached also
@@ -24,15 +24,15 @@ use super::replicas::Replica;
 /// * a lookup that finds no row is asked again on the primary (a row written a moment ago may
 ///   not have arrived yet), so a create followed by a read never answers "not found";
 /// * writes (`execute`) go to the primary. Transactions are not offered: begin them on
-///   [`DatabaseService::connection`](crate::DatabaseService::connection).
+///   the service ([`DatabaseService::begin`](crate::DatabaseService::begin)).
 #[derive(Clone)]
 pub struct Reader {
-    primary: DatabaseConnection,
+    primary: Arc<Pool>,
     replica: Option<Arc<Replica>>,
 }
 
 impl Reader {
-    pub(crate) fn new(primary: DatabaseConnection, replica: Option<Arc<Replica>>) -> Self {
+    pub(crate) fn new(primary: Arc<Pool>, replica: Option<Arc<Replica>>) -> Self {
         Self { primary, replica }
     }
 
@@ -43,13 +43,8 @@ impl Reader {
         self.replica().map(|replica| replica.name.as_str())
     }
 
-    /// The primary's pool.
-    pub(crate) fn primary(&self) -> &DatabaseConnection {
-        &self.primary
-    }
-
     /// The replica chosen, while it is in rotation.
-    pub(crate) fn replica(&self) -> Option<&Replica> {
+    fn replica(&self) -> Option<&Replica> {
         self.replica
             .as_deref()
             .filter(|replica| replica.in_rotation())
@@ -80,7 +75,7 @@ impl ConnectionTrait for Reader {
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         if let Some(replica) = self.replica() {
-            match replica.conn.query_one_raw(stmt.clone()).await {
+            match replica.pool.conn.query_one_raw(stmt.clone()).await {
                 Ok(Some(row)) => return Ok(Some(row)),
                 // Not there yet, perhaps: the primary knows.
                 Ok(None) => {}
@@ -92,7 +87,7 @@ impl ConnectionTrait for Reader {
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         if let Some(replica) = self.replica() {
-            match replica.conn.query_all_raw(stmt.clone()).await {
+            match replica.pool.conn.query_all_raw(stmt.clone()).await {
                 Ok(rows) => return Ok(rows),
                 Err(err) => replica.read_failed(&err),
             }
@@ -102,5 +97,29 @@ impl ConnectionTrait for Reader {
 
     fn support_returning(&self) -> bool {
         self.primary.support_returning()
+    }
+}
+
+impl Executor for Reader {}
+
+impl Sealed for Reader {
+    type Seaorm = Self;
+
+    fn seaorm(&self) -> &Self {
+        self
+    }
+
+    fn route(&self) -> Route<'_> {
+        match self.primary.postgres() {
+            Some(_) => Route::Fast {
+                primary: &self.primary,
+                replica: self.replica(),
+            },
+            None => Route::Seaorm,
+        }
+    }
+
+    fn transactional(&self) -> Transactional<'_> {
+        Transactional::Connection(&self.primary.conn)
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
+use super::pool::Pool;
 use crate::error::Error;
 use crate::health::{NodeRole, ReplicaReport};
 use crate::metrics::{self, PoolMetrics};
@@ -97,12 +98,11 @@ pub(crate) struct ReplicaSet {
     closed: AtomicBool,
 }
 
-/// One replica: its pool and what the latest probe (or failed read) found.
-pub(crate) struct Replica {
+/// One replica: its pool (metrics labelled with its name) and what the latest probe (or
+/// failed read) found.
+pub struct Replica {
     pub(crate) name: String,
-    pub(crate) conn: DatabaseConnection,
-    /// Its pool's metric keys (labelled with `name`).
-    pub(crate) metrics: PoolMetrics,
+    pub(crate) pool: Pool,
     in_rotation: AtomicBool,
     /// WAL bytes replayed at the latest probe.
     replayed: AtomicU64,
@@ -120,11 +120,13 @@ struct ProbeState {
 
 impl ReplicaSet {
     /// A set of `replicas` (name and lazily connecting pool) following `primary`; every replica
-    /// starts out of rotation until its first probe.
+    /// starts out of rotation until its first probe. Their fast-path connections are held for
+    /// `hold` when set.
     pub(crate) fn new(
         primary: DatabaseConnection,
         replicas: Vec<(String, DatabaseConnection)>,
         max_lag: u64,
+        hold: Option<Duration>,
     ) -> Arc<Self> {
         Arc::new(Self {
             primary,
@@ -132,9 +134,8 @@ impl ReplicaSet {
                 .into_iter()
                 .map(|(name, conn)| {
                     Arc::new(Replica {
-                        metrics: PoolMetrics::named(&name),
+                        pool: Pool::new(conn, PoolMetrics::named(&name), hold),
                         name,
-                        conn,
                         in_rotation: AtomicBool::new(false),
                         replayed: AtomicU64::new(0),
                         state: Mutex::new(ProbeState {
@@ -169,20 +170,10 @@ impl ReplicaSet {
         }
     }
 
-    /// The replicas' pools.
-    pub(crate) fn connections(&self) -> impl Iterator<Item = &DatabaseConnection> {
-        self.nodes.iter().map(|node| &node.conn)
-    }
-
     /// Records each replica pool's usage ([`PoolMetrics::sample`]).
     pub(crate) fn record_pool_metrics(&self) {
         for node in &self.nodes {
-            let pool = node.pool();
-            node.metrics.sample(
-                pool.size(),
-                pool.num_idle(),
-                pool.options().get_max_connections(),
-            );
+            node.pool.record_usage();
         }
     }
 
@@ -210,7 +201,7 @@ impl ReplicaSet {
     pub(crate) async fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         for node in &self.nodes {
-            let _ = node.conn.close_by_ref().await;
+            let _ = node.pool.close().await;
         }
     }
 
@@ -221,6 +212,7 @@ impl ReplicaSet {
         let started = Instant::now();
         let outcome = tokio::time::timeout(timeout, async {
             let row = node
+                .pool
                 .conn
                 .query_one_raw(Statement::from_string(DbBackend::Postgres, REPLICA_STATE))
                 .await?
@@ -298,11 +290,6 @@ fn unreachable(why: &dyn fmt::Display) -> ProbeState {
 }
 
 impl Replica {
-    /// The replica's sqlx pool.
-    pub(crate) fn pool(&self) -> &sea_orm::sqlx::PgPool {
-        self.conn.get_postgres_connection_pool()
-    }
-
     /// Whether reads may go to it now (a reader made earlier checks again before each
     /// query, so it skips a replica that has failed since).
     pub(crate) fn in_rotation(&self) -> bool {
@@ -335,6 +322,15 @@ impl Replica {
         if let Ok(mut current) = self.state.lock() {
             *current = state;
         }
+    }
+}
+
+impl fmt::Debug for Replica {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replica")
+            .field("name", &self.name)
+            .field("in_rotation", &self.in_rotation())
+            .finish_non_exhaustive()
     }
 }
 

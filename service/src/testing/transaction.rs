@@ -4,6 +4,7 @@ use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
 
+use crate::routing::{Executor, Route, Sealed, Transactional};
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     ExecResult, IsolationLevel, QueryResult, Statement, TransactionError, TransactionOptions,
@@ -137,5 +138,23 @@ impl TransactionTrait for TestTransaction {
         self.transaction
             .transaction_with_config(callback, isolation_level, access_mode)
             .await
+    }
+}
+
+impl Executor for TestTransaction {}
+
+impl Sealed for TestTransaction {
+    type Seaorm = DatabaseTransaction;
+
+    fn seaorm(&self) -> &DatabaseTransaction {
+        &self.transaction
+    }
+
+    fn route(&self) -> Route<'_> {
+        Route::Seaorm
+    }
+
+    fn transactional(&self) -> Transactional<'_> {
+        Transactional::Transaction(&self.transaction)
     }
 }

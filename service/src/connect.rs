@@ -1,0 +1,179 @@
+//! Connecting: the pool options every pool gets, the per-session set-up every new PostgreSQL
+//! connection runs, and the retry while the primary starts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use connection::connect::{ConnectError, InRecovery, ServerSessions};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, sqlx,
+};
+
+use crate::config::DatabaseConfig;
+use crate::error::{Error, Result};
+
+/// Opens the primary's pool, retrying with exponential backoff (100 ms, doubling, at most 5 s
+/// apart) while the failure is transient, until `config.connect_deadline` has passed. Also
+/// tells whether a pooler in transaction mode shares the server's sessions.
+pub(crate) async fn connect_primary(
+    config: &DatabaseConfig,
+) -> Result<(DatabaseConnection, ServerSessions)> {
+    let options = connect_options(config, Role::Primary);
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match connection::connect::connect_pooled(options.clone()).await {
+            Ok(connected) => return Ok(connected),
+            Err(err) if err.failure.is_transient() => {
+                let left = config.connect_deadline.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(err.into());
+                }
+                let wait = delay.min(left);
+                tracing::warn!("{err}; retrying in {} ms", wait.as_millis());
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Which node a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Writes go here: a server in recovery is refused.
+    Primary,
+    /// A standby: its role is the probe's business.
+    Replica,
+}
+
+/// The pool options of `config` for a pool of `role`.
+pub(crate) fn connect_options(config: &DatabaseConfig, role: Role) -> ConnectOptions {
+    let mut options = ConnectOptions::new(config.url.expose_secret());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(config.min_connections)
+        .connect_timeout(config.connect_timeout)
+        .acquire_timeout(config.acquire_timeout)
+        .idle_timeout(config.idle_timeout)
+        .max_lifetime(config.max_lifetime)
+        .set_application_name(config.application_name.clone())
+        .sqlx_logging(config.echo)
+        .sqlx_logging_level(tracing::log::LevelFilter::Info);
+    // The checkout-ping policy. SeaORM (like sqlx) pings every connection on every checkout by
+    // default: one extra round trip per query. sqlx 0.9 already pings each connection when it
+    // goes back to the pool, so a connection that broke during a query is dropped there. What
+    // is left is a connection that broke while it sat idle (server restart, a proxy or
+    // firewall closing quiet connections): ping those, and only those, once they have been
+    // idle for `ping_after_idle` (30 s by default). A server restart less than that ago can
+    // still cost one failed query (`Unavailable`) per pooled connection; the pool then
+    // reconnects. `tests/integration/failures.rs` restarts a server under an idle pool with
+    // and without the ping.
+    match config.ping_after_idle {
+        Some(idle) if idle.is_zero() => options.test_before_acquire(true),
+        Some(idle) => options.test_before_acquire_if_idle_for(idle),
+        None => options.test_before_acquire(false),
+    };
+    if let Some(setup) = SessionSetup::new(config, role).filter(|_| !config.url.is_sqlite()) {
+        options.map_sqlx_postgres_pool_opts(move |pool| {
+            let setup = setup.clone();
+            pool.after_connect(move |conn, _| {
+                let setup = setup.clone();
+                Box::pin(async move { setup.run(conn).await })
+            })
+        });
+    }
+    options
+}
+
+/// What every new PostgreSQL connection runs first, in one round trip (simple protocol): the
+/// session settings, sent as `SET` rather than as start-up parameters (which connection
+/// poolers such as PgBouncer refuse), and on the primary a check that the server is not a
+/// standby. (A replica's role is its probe's business.)
+#[derive(Debug, Clone)]
+struct SessionSetup {
+    sql: Arc<str>,
+    role: Role,
+}
+
+impl SessionSetup {
+    /// The set-up for `role`, or `None` when there is nothing to run.
+    fn new(config: &DatabaseConfig, role: Role) -> Option<Self> {
+        let mut sql = String::new();
+        if let Some(timeout) = config.statement_timeout {
+            sql.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
+        }
+        if let Some(schema) = &config.schema {
+            sql.push_str(&format!(
+                "SET search_path = \"{}\";",
+                schema.replace('"', "\"\"")
+            ));
+        }
+        if role == Role::Primary {
+            sql.push_str("SELECT pg_is_in_recovery()");
+        }
+        (!sql.is_empty()).then(|| Self {
+            sql: sql.into(),
+            role,
+        })
+    }
+
+    async fn run(&self, conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
+        use sqlx::Row as _;
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(self.sql.to_string()))
+            .fetch_all(conn)
+            .await?;
+        if self.role == Role::Primary {
+            let in_recovery = rows
+                .last()
+                .map(|row| row.try_get::<bool, _>(0))
+                .transpose()?
+                .unwrap_or(false);
+            if in_recovery {
+                return Err(sqlx::Error::Configuration(Box::new(InRecovery)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long a read waits for a replica's connection before it goes to the primary instead.
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The replicas' pools, each named `host:port/database`, connecting lazily (so one that is down
+/// fails nothing here).
+pub(crate) async fn open_replicas(
+    config: &DatabaseConfig,
+) -> Result<Vec<(String, DatabaseConnection)>> {
+    let mut pools = Vec::with_capacity(config.replica_urls.len());
+    for url in &config.replica_urls {
+        let mut replica = config.clone();
+        replica.url = url.clone();
+        let mut options = connect_options(&replica, Role::Replica);
+        options
+            // A read that cannot get a replica connection soon goes to the primary instead.
+            .acquire_timeout(config.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT))
+            .connect_lazy(true)
+            .map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None));
+        let conn = Database::connect(options)
+            .await
+            .map_err(|err| Error::Connect(ConnectError::new(&url.expose_secret(), &err)))?;
+        pools.push((url.node_name(), conn));
+    }
+    Ok(pools)
+}
+
+/// The server's version, or `None` when it cannot be read.
+pub(crate) async fn server_version(db: &DatabaseConnection) -> Option<String> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Postgres => "SELECT current_setting('server_version')",
+        DbBackend::Sqlite => "SELECT sqlite_version()",
+        _ => return None,
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .ok()??;
+    row.try_get_by_index::<String>(0).ok()
+}

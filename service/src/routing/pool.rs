@@ -1,0 +1,177 @@
+//! [`Pool`]: one connection pool of a service and everything that belongs to it alone.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseConnectionType, DbBackend, DbErr, ExecResult,
+    QueryResult, Statement, sqlx,
+};
+
+use super::held::HeldConnections;
+use crate::error::is_read_only_refusal;
+use crate::metrics::PoolMetrics;
+
+/// One pool (the primary's, or a read replica's) with its held connections and its metric
+/// keys. The [`DatabaseService`](crate::DatabaseService) that opened it owns it; its executors
+/// (the service itself, a [`Reader`](super::Reader), a [`Transaction`](crate::Transaction))
+/// carry an `Arc` of it, so a statement finds all of it without a look-up.
+///
+/// As a SeaORM connection it runs statements on its pool, and after a write refused as
+/// read-only it retires the pool's idle sessions (see [`Pool::retire_idle_sessions`]).
+pub struct Pool {
+    pub(crate) conn: DatabaseConnection,
+    /// The fast path's held connections (`DB_CONNECTION_HOLD`), PostgreSQL only.
+    pub(crate) held: Option<Arc<HeldConnections>>,
+    pub(crate) metrics: PoolMetrics,
+}
+
+impl Pool {
+    /// The state of `conn`'s pool, recording under `metrics`; on PostgreSQL its fast-path
+    /// connections are held for `hold` when set.
+    pub(crate) fn new(
+        conn: DatabaseConnection,
+        metrics: PoolMetrics,
+        hold: Option<Duration>,
+    ) -> Self {
+        let held =
+            hold.and_then(|hold| postgres_pool(&conn).map(|pool| HeldConnections::new(pool, hold)));
+        Self {
+            conn,
+            held,
+            metrics,
+        }
+    }
+
+    /// The sqlx pool when this is PostgreSQL: the fast path's.
+    pub(crate) fn postgres(&self) -> Option<&sqlx::PgPool> {
+        postgres_pool(&self.conn)
+    }
+
+    /// Records the pool's usage ([`PoolMetrics::sample`]).
+    pub(crate) fn record_usage(&self) {
+        let (size, idle, max) = self.usage();
+        self.metrics.sample(size, idle, max);
+    }
+
+    /// Connections open, idle, and the pool's limit.
+    pub(crate) fn usage(&self) -> (u32, usize, u32) {
+        match &self.conn.inner {
+            DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
+            }
+            DatabaseConnectionType::SqlxSqlitePoolConnection(_) => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
+            }
+            _ => (0, 0, 0),
+        }
+    }
+
+    /// Whether the pool has been closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        match &self.conn.inner {
+            DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
+                self.conn.get_postgres_connection_pool().is_closed()
+            }
+            DatabaseConnectionType::SqlxSqlitePoolConnection(_) => {
+                self.conn.get_sqlite_connection_pool().is_closed()
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives back the held connections and closes the pool.
+    pub(crate) async fn close(&self) -> Result<(), DbErr> {
+        if let Some(held) = &self.held {
+            held.stop();
+        }
+        self.conn.close_by_ref().await
+    }
+
+    /// After the server refused a write as read-only (`25006`): closes the pool's idle (and
+    /// held) sessions, so that the next statements run on new ones. A session keeps the
+    /// read-only state it started with (`default_transaction_read_only` set on the database or
+    /// role, a standby behind the address after a failover), so without this, writes would
+    /// keep failing on it after the server or database is writable again, until
+    /// `DB_MAX_LIFETIME` retires it.
+    pub(crate) fn retire_idle_sessions(&self) {
+        if let Some(held) = &self.held {
+            held.close_all();
+        }
+        if let Some(pool) = self.postgres() {
+            for _ in 0..pool.num_idle() {
+                match pool.try_acquire() {
+                    Some(mut conn) => conn.close_on_drop(),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// [`retire_idle_sessions`](Self::retire_idle_sessions) when `result` is a read-only
+    /// refusal; `result` unchanged.
+    pub(crate) fn retire_if_read_only<T>(&self, result: Result<T, DbErr>) -> Result<T, DbErr> {
+        if let Err(err) = &result
+            && is_read_only_refusal(err)
+        {
+            self.retire_idle_sessions();
+        }
+        result
+    }
+}
+
+/// The sqlx pool of a pooled PostgreSQL connection.
+fn postgres_pool(conn: &DatabaseConnection) -> Option<&sqlx::PgPool> {
+    matches!(
+        conn.inner,
+        DatabaseConnectionType::SqlxPostgresPoolConnection(_)
+    )
+    .then(|| conn.get_postgres_connection_pool())
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("metrics", &self.metrics)
+            .field("held", &self.held.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Pool {
+    fn get_database_backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.retire_if_read_only(self.conn.execute_raw(stmt).await)
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.retire_if_read_only(self.conn.execute_unprepared(sql).await)
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.retire_if_read_only(self.conn.query_one_raw(stmt).await)
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.retire_if_read_only(self.conn.query_all_raw(stmt).await)
+    }
+
+    fn support_returning(&self) -> bool {
+        self.conn.support_returning()
+    }
+}
