@@ -137,22 +137,29 @@ pub fn parse(
             from_env.push((name, format!("--{long}"), value));
         }
     }
-    argv.extend(args.into_iter().map(OsString::from));
-    let mut help = command.clone();
+    let args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
+    let help = command.clone();
     // The values come from `lookup` only, not from what clap read when the command was built.
     let parser = command
         .args_override_self(true)
         .mut_args(|arg| arg.env(None::<&'static str>));
-    parser.try_get_matches_from(argv).map_err(|err| {
-        rejected(&err, &from_env).unwrap_or_else(|| ConfigError::CommandLine {
-            kind: err.kind(),
-            message: if err.kind() == ErrorKind::DisplayHelp {
-                help.render_help().to_string()
-            } else {
-                err.render().to_string()
-            },
-        })
-    })
+    let command_line_error = |err: clap::Error| ConfigError::CommandLine {
+        kind: err.kind(),
+        message: if err.kind() == ErrorKind::DisplayHelp {
+            help.clone().render_help().to_string()
+        } else {
+            err.render().to_string()
+        },
+    };
+    // The command line alone first: `--help` and its own mistakes come before the variables'.
+    parser
+        .clone()
+        .try_get_matches_from(argv.iter().take(1).chain(&args))
+        .map_err(&command_line_error)?;
+    argv.extend(args);
+    parser
+        .try_get_matches_from(argv)
+        .map_err(|err| rejected(&err, &from_env).unwrap_or_else(|| command_line_error(err)))
 }
 
 /// A value from the environment that its parser refused, as the error naming the variable.
