@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bulk;
+mod configuration;
 mod failures;
 mod health;
 mod held_connections;

@@ -65,8 +65,8 @@ pub struct DatabaseConfig {
     pub health_timeout: Duration,
     /// `application_name` reported to PostgreSQL.
     pub application_name: String,
-    /// PostgreSQL cancels statements running longer than this (`None`: never). Note that
-    /// `apply_migrations` runs on the same settings: leave room for slow migrations.
+    /// PostgreSQL cancels statements running longer than this (`None`: never). Migrations run
+    /// on a session of their own, which this does not limit.
     pub statement_timeout: Option<Duration>,
     /// PostgreSQL schema to use (the search path); `None` means the server's default
     /// (`public`). Ignored on SQLite.
