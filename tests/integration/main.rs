@@ -21,23 +21,4 @@ mod sql;
 mod test_support;
 mod user_repository;
 
-/// Generates `<name>::postgres` and `<name>::sqlite` tests from an
-/// `async fn <name>(TestBackend)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn postgres() {
-                    super::$name(::service::testing::TestBackend::Postgres).await;
-                }
-
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$name(::service::testing::TestBackend::Sqlite).await;
-                }
-            }
-        )*
-    };
-}
-pub(crate) use on_both_backends;
+pub(crate) use ::service::on_both_backends;

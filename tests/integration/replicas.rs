@@ -2,6 +2,7 @@
 //! which node serves reads, read-your-writes, a replica that stops, lags or is promoted, and
 //! a primary URL that points at a standby.
 
+use service::testing::new_user;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
@@ -52,13 +53,6 @@ where
     }
 }
 
-fn new_user(n: usize) -> NewUser {
-    NewUser {
-        email: format!("user{n}@x.io"),
-        name: format!("User {n}"),
-    }
-}
-
 /// Index scans of `user` on the server at `url`, as its statistics count them once the
 /// sessions that ran them have ended.
 async fn user_index_scans(db: &DatabaseConnection) -> i64 {
@@ -77,7 +71,7 @@ async fn user_index_scans(db: &DatabaseConnection) -> i64 {
 async fn reads_through_a_reader_are_served_by_the_replica_and_writes_by_the_primary() {
     let pair = TestReplicaPair::start("app").await;
     let service = connect(&pair).await;
-    let created = user::create(service.connection(), new_user(1))
+    let created = user::create(service.connection(), new_user("user1@x.io", "User 1"))
         .await
         .unwrap();
     wait_for_replay(&service).await;
@@ -110,7 +104,7 @@ async fn reads_through_a_reader_are_served_by_the_replica_and_writes_by_the_prim
 async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
     let pair = TestReplicaPair::start("app").await;
     let service = connect(&pair).await;
-    let ada = user::create(service.connection(), new_user(1))
+    let ada = user::create(service.connection(), new_user("user1@x.io", "User 1"))
         .await
         .unwrap();
     wait_for_replay(&service).await;
@@ -136,7 +130,7 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
     assert_eq!(user::get(&own, ada.id).await.unwrap().name, "Ada Lovelace");
 
     // A row the replica has not received yet is looked for on the primary.
-    let bob = user::create(service.connection(), new_user(2))
+    let bob = user::create(service.connection(), new_user("user2@x.io", "User 2"))
         .await
         .unwrap();
     assert_eq!(user::get(&service.reader(), bob.id).await.unwrap(), bob);
@@ -157,7 +151,7 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
 async fn a_stopped_replica_costs_no_read_and_rejoins_when_it_is_back() {
     let pair = TestReplicaPair::start("app").await;
     let service = connect(&pair).await;
-    let ada = user::create(service.connection(), new_user(1))
+    let ada = user::create(service.connection(), new_user("user1@x.io", "User 1"))
         .await
         .unwrap();
     wait_for_replay(&service).await;
@@ -219,7 +213,9 @@ async fn a_replica_lagging_past_the_bound_leaves_rotation_until_it_catches_up() 
     .await;
 
     pair.pause_replay().await;
-    let users: Vec<NewUser> = (0..10_000).map(new_user).collect();
+    let users: Vec<NewUser> = (0..10_000)
+        .map(|n| new_user(&format!("user{n}@x.io"), &format!("User {n}")))
+        .collect();
     user::create_many(service.connection(), &users)
         .await
         .unwrap();
@@ -282,7 +278,7 @@ async fn the_primary_pool_refuses_a_standby_and_a_promoted_replica_leaves_rotati
     assert!(report.can_serve());
     // Once promoted it is a primary like any other.
     let promoted = DatabaseService::connect(&config).await.unwrap();
-    user::create(promoted.connection(), new_user(1))
+    user::create(promoted.connection(), new_user("user1@x.io", "User 1"))
         .await
         .unwrap();
 }

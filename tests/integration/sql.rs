@@ -18,13 +18,3 @@ pub async fn table_exists(conn: &DatabaseConnection, table: &str) -> bool {
         .unwrap();
     row.try_get_by_index::<i64>(0).unwrap() == 1
 }
-
-/// The single integer `sql` returns.
-pub async fn count(conn: &DatabaseConnection, sql: &str) -> i64 {
-    let row = conn
-        .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index(0).unwrap()
-}
