@@ -1,76 +1,59 @@
-//! The API's configuration: the database's ([`DatabaseConfig`], `DATABASE_URL`, `DB_*`) plus
-//! its own, from the environment and the command line.
-//!
-//! | variable      | default          | meaning |
-//! | ------------- | ---------------- | ------- |
-//! | `API_ADDR`    | `127.0.0.1:3000` | address to listen on, `IP:PORT` (port `0`: any free port) |
-//! | `API_METRICS_ADDR` | unset       | serve `GET /metrics` on this address instead of `API_ADDR` (see below) |
-//! | `API_MIGRATE` | `false`          | apply pending migrations at start-up (also `--migrate`) |
-//! | `API_REQUEST_TIMEOUT` | `30s`    | a request not answered by then gets 503 (a hung database); also bounds graceful shutdown |
-//! | `API_HEALTH_DETAILS` | `false`   | `GET /health` also shows the full report (server version, pool numbers, migration and replica names, the driver's error text); off, it shows status, latency and migration counts only |
+//! The API's configuration: its own settings (`API_*`, below) plus the database's
+//! ([`DatabaseConfig`], `DATABASE_URL`, `DB_*`), one clap definition read from the command line,
+//! the environment and `.env` (`api --help` lists them all). The README's configuration table
+//! lists every variable; a test checks it against [`ApiConfig::variables`].
 //!
 //! `GET /metrics` is served on the API's address unless `API_METRICS_ADDR` is set: one port to
 //! run, probe and scrape, which suits the default loopback address and a scraper that reaches
 //! the API's port anyway. Set it when `API_ADDR` is reachable by clients that should not read
 //! the figures (request rates, error rates and pool usage say a lot about a service), to an
 //! address only the scraper reaches; the API's address then answers 404 for `/metrics`.
-//!
-//! Binaries load `.env` before reading it (`service::config::load_dotenv()`); values set in the process
-//! environment win over `.env`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::{CommandFactory, FromArgMatches, Parser};
 use service::DatabaseConfig;
+use service::config::{Environment, Variable, syntax};
+
+pub use service::ConfigError;
 
 /// Where the API listens when `API_ADDR` is unset.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
-/// How long a request may take when `API_REQUEST_TIMEOUT` is unset.
+/// How long a request may take when `API_REQUEST_TIMEOUT` is unset (its default, `30s`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The command line's usage text.
-pub const USAGE: &str = "\
-Usage: api [--migrate]
-
-Serves the HTTP API (GET /health, /users) over the database of DATABASE_URL
-(unset: the embedded SQLite file data/db.sqlite). Variables are read from the
-environment and from a .env file.
-
-Options:
-      --migrate   apply pending migrations before serving (also API_MIGRATE=true)
-  -h, --help      print this help
-
-Environment:
-  API_ADDR        address to listen on, IP:PORT (default 127.0.0.1:3000)
-  API_METRICS_ADDR  serve GET /metrics on this IP:PORT instead of API_ADDR
-  API_MIGRATE     true/false: apply pending migrations at start-up (default false)
-  API_REQUEST_TIMEOUT  seconds (or 500ms) before a request answers 503 (default 30)
-  API_HEALTH_DETAILS   true: GET /health also shows server version, pool numbers
-                       and error text (default false: status, latency, migration counts)
-  DATABASE_URL    postgres://user:password@host:5432/db or sqlite://path?mode=rwc
-  DB_ECHO         true: log every SQL statement
-  DB_*            pool settings, see the service crate's DatabaseConfig
-  RUST_LOG        log filter (default: info)
-";
-
 /// Everything the API needs to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "api",
+    version,
+    about = "Serves the HTTP API (GET /health, /users, /metrics) over the database of DATABASE_URL \
+             (unset: the embedded SQLite file data/db.sqlite).\n\n\
+             Every setting is also read from its environment variable, and from a .env file in \
+             the working directory or a parent: the command line wins, then the environment, \
+             then .env. Log filter: RUST_LOG (default: info)."
+)]
 #[non_exhaustive]
 pub struct ApiConfig {
-    /// Address to listen on (`API_ADDR`).
+    /// Address to listen on, `IP:PORT` (port `0`: any free port)
+    #[arg(long = "addr", env = "API_ADDR", value_name = "IP:PORT", default_value = DEFAULT_ADDR, value_parser = syntax::socket_addr)]
     pub addr: SocketAddr,
-    /// Where `GET /metrics` is served when not on `addr` (`API_METRICS_ADDR`).
+    /// Serve `GET /metrics` on this address instead of `API_ADDR` [default: `API_ADDR`]
+    #[arg(long = "metrics-addr", env = "API_METRICS_ADDR", value_name = "IP:PORT", value_parser = syntax::socket_addr)]
     pub metrics_addr: Option<SocketAddr>,
-    /// Apply pending migrations at start-up (`--migrate` or `API_MIGRATE`).
+    /// Apply pending migrations at start-up
+    #[arg(long = "migrate", env = "API_MIGRATE", value_name = "BOOL", default_value = "false", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = syntax::boolean)]
     pub migrate: bool,
-    /// A request not answered within this gets 503 (`API_REQUEST_TIMEOUT`).
+    /// A request not answered by then gets 503 (a hung database); also bounds graceful shutdown
+    #[arg(long = "request-timeout", env = "API_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = syntax::duration)]
     pub request_timeout: Duration,
-    /// `GET /health` shows the full report, not only status, latency and migration counts
-    /// (`API_HEALTH_DETAILS`, off by default: server version, pool numbers and error text are
-    /// for operators, not for whoever can reach the port).
+    /// `GET /health` also shows the full report (server version, pool numbers, migration and replica names, the driver's error text); off, it shows status, latency and migration counts only
+    #[arg(long = "health-details", env = "API_HEALTH_DETAILS", value_name = "BOOL", default_value = "false", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = syntax::boolean)]
     pub health_details: bool,
     /// The database (`DATABASE_URL`, `DB_*`).
+    #[command(flatten)]
     pub database: DatabaseConfig,
 }
 
@@ -79,145 +62,74 @@ pub struct ApiConfig {
 pub enum Invocation {
     /// Serve with this configuration.
     Serve(Box<ApiConfig>),
-    /// Print the usage text and exit.
-    Help,
-}
-
-/// A configuration value or argument that cannot be used. Never contains a password.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// An `API_*` variable holds a value that cannot be used.
-    #[error("{variable}={value:?} is invalid: {reason}")]
-    InvalidValue {
-        /// The environment variable.
-        variable: &'static str,
-        /// The value as given.
-        value: String,
-        /// What is expected instead.
-        reason: &'static str,
-    },
-    /// A command-line argument this program does not know.
-    #[error("unknown argument {0:?} (usage: api [--migrate] [--help])")]
-    UnknownArgument(String),
-    /// The database configuration (`DATABASE_URL`, `DB_*`) is invalid.
-    #[error(transparent)]
-    Database(#[from] service::ConfigError),
+    /// Print this text (`--help`, `--version`) and exit.
+    Print(String),
 }
 
 impl Invocation {
-    /// Reads the command line (`args`, without the program name) and the process environment
-    /// (through [`DatabaseConfig::from_env`] for the database).
+    /// Reads the command line (`args`, without the program name), the process environment and
+    /// `.env`.
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the first invalid argument or variable and its value.
+    /// [`ConfigError`] naming the first invalid variable and its value, or clap's message for
+    /// the command line.
     pub fn from_env(args: impl IntoIterator<Item = String>) -> Result<Self, ConfigError> {
-        Self::parse(
-            args,
-            |name| std::env::var(name).ok(),
-            DatabaseConfig::from_env,
-        )
+        let environment = Environment::load()?;
+        Self::from_lookup(args, |name| environment.get(name))
     }
 
-    /// Like [`from_env`](Self::from_env), reading variables through `lookup` (for tests).
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup` only (for tests).
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the first invalid argument or variable and its value.
+    /// As for [`from_env`](Self::from_env).
     pub fn from_lookup(
         args: impl IntoIterator<Item = String>,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        Self::parse(args, &lookup, || DatabaseConfig::from_lookup(&lookup))
+        use clap::error::ErrorKind;
+        let matches = match service::config::parse(ApiConfig::command(), args, lookup) {
+            Ok(matches) => matches,
+            Err(ConfigError::CommandLine {
+                kind: ErrorKind::DisplayHelp | ErrorKind::DisplayVersion,
+                message,
+            }) => return Ok(Self::Print(message)),
+            Err(err) => return Err(err),
+        };
+        let config =
+            ApiConfig::from_arg_matches(&matches).map_err(|err| ConfigError::CommandLine {
+                kind: err.kind(),
+                message: err.render().to_string(),
+            })?;
+        config.validate()?;
+        Ok(Self::Serve(Box::new(config)))
+    }
+}
+
+impl ApiConfig {
+    /// Every variable the API reads — its own (`API_*`) and the database's — with defaults and
+    /// meanings.
+    #[must_use]
+    pub fn variables() -> Vec<Variable> {
+        service::config::variables(&Self::command())
     }
 
-    fn parse(
-        args: impl IntoIterator<Item = String>,
-        lookup: impl Fn(&str) -> Option<String>,
-        database: impl FnOnce() -> Result<DatabaseConfig, service::ConfigError>,
-    ) -> Result<Self, ConfigError> {
-        let mut migrate_flag = false;
-        for arg in args {
-            match arg.as_str() {
-                "--migrate" => migrate_flag = true,
-                "-h" | "--help" => return Ok(Self::Help),
-                _ => return Err(ConfigError::UnknownArgument(arg)),
-            }
+    /// Checks the settings against each other (parsing does this).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] for a request timeout of zero or over an hour, or any
+    /// error of [`DatabaseConfig::validate`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(3600) {
+            return Err(ConfigError::InvalidValue {
+                variable: "API_REQUEST_TIMEOUT".into(),
+                value: humantime::format_duration(self.request_timeout).to_string(),
+                reason: "must be longer than zero and at most 1h".into(),
+            });
         }
-        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let addr = match get("API_ADDR") {
-            Some(value) => parse_addr("API_ADDR", &value)?,
-            None => DEFAULT_ADDR
-                .parse()
-                .map_err(|_| invalid("API_ADDR", DEFAULT_ADDR, ADDR_REASON))?,
-        };
-        let metrics_addr = get("API_METRICS_ADDR")
-            .map(|value| parse_addr("API_METRICS_ADDR", &value))
-            .transpose()?;
-        let migrate_env = match get("API_MIGRATE") {
-            Some(value) => parse_bool("API_MIGRATE", &value)?,
-            None => false,
-        };
-        let request_timeout = match get("API_REQUEST_TIMEOUT") {
-            Some(value) => parse_timeout(&value)?,
-            None => DEFAULT_REQUEST_TIMEOUT,
-        };
-        let health_details = match get("API_HEALTH_DETAILS") {
-            Some(value) => parse_bool("API_HEALTH_DETAILS", &value)?,
-            None => false,
-        };
-        Ok(Self::Serve(Box::new(ApiConfig {
-            addr,
-            metrics_addr,
-            migrate: migrate_flag || migrate_env,
-            request_timeout,
-            health_details,
-            database: database()?,
-        })))
-    }
-}
-
-const ADDR_REASON: &str = "expected IP:PORT, such as 127.0.0.1:3000 or [::1]:8080";
-
-fn parse_addr(variable: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| invalid(variable, value, ADDR_REASON))
-}
-
-fn parse_timeout(value: &str) -> Result<Duration, ConfigError> {
-    const REASON: &str = "expected a duration between 1ms and 1h, such as 30, 30s or 500ms";
-    let text = value.trim();
-    let (number, scale) = match text.strip_suffix("ms") {
-        Some(ms) => (ms, 0.001),
-        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
-    };
-    let secs = number
-        .trim()
-        .parse::<f64>()
-        .map_err(|_| invalid("API_REQUEST_TIMEOUT", value, REASON))?
-        * scale;
-    if !(0.001..=3600.0).contains(&secs) {
-        return Err(invalid("API_REQUEST_TIMEOUT", value, REASON));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(invalid(variable, value, "expected true or false")),
-    }
-}
-
-fn invalid(variable: &'static str, value: &str, reason: &'static str) -> ConfigError {
-    ConfigError::InvalidValue {
-        variable,
-        value: value.to_owned(),
-        reason,
+        self.database.validate()
     }
 }
 
@@ -247,7 +159,8 @@ mod tests {
     #[test]
     fn nothing_set_listens_on_the_default_address_on_the_embedded_database() {
         let config = serve(&[], &[]);
-        assert_eq!(config.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(config.request_timeout, DEFAULT_REQUEST_TIMEOUT);
         assert!(!config.migrate);
         assert!(config.database.url.is_embedded_default());
     }
@@ -270,6 +183,16 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_wins_over_the_environment() {
+        let config = serve(
+            &["--addr", "127.0.0.1:9000", "--db-max-connections=3"],
+            &[("API_ADDR", "127.0.0.1:8000"), ("DB_MAX_CONNECTIONS", "7")],
+        );
+        assert_eq!(config.addr.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.database.max_connections, 3);
+    }
+
+    #[test]
     fn metrics_are_on_the_api_address_unless_api_metrics_addr_is_set() {
         assert_eq!(serve(&[], &[]).metrics_addr, None);
         let config = serve(&[], &[("API_METRICS_ADDR", " 127.0.0.1:9100 ")]);
@@ -289,6 +212,7 @@ mod tests {
         assert!(!serve(&[], &[("API_MIGRATE", "0")]).migrate);
         assert!(!serve(&[], &[("API_MIGRATE", "")]).migrate);
         assert!(serve(&["--migrate"], &[("API_MIGRATE", "false")]).migrate);
+        assert!(!serve(&["--migrate=false"], &[("API_MIGRATE", "true")]).migrate);
     }
 
     #[test]
@@ -315,17 +239,24 @@ mod tests {
         let err = parse(&[], &[("DATABASE_URL", "mysql://u:hunter2@db/app")]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = parse(&["--database-url", "mysql://u:hunter2@db/app"], &[]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
-    fn arguments_other_than_migrate_and_help_are_refused() {
-        assert_eq!(parse(&["--help"], &[]).unwrap(), Invocation::Help);
-        assert_eq!(
-            parse(&["-h"], &[("API_ADDR", "bad")]).unwrap(),
-            Invocation::Help
-        );
+    fn help_is_printed_and_unknown_arguments_are_refused() {
+        let Ok(Invocation::Print(help)) = parse(&["--help"], &[("API_ADDR", "bad")]) else {
+            panic!("no help");
+        };
+        assert!(help.contains("Usage: api"), "{help}");
+        assert!(help.contains("[env: API_REQUEST_TIMEOUT"), "{help}");
+        assert!(help.contains("[env: DB_CONNECT_TIMEOUT"), "{help}");
         let err = parse(&["--migrat"], &[]).unwrap_err();
-        assert_eq!(err, ConfigError::UnknownArgument("--migrat".into()));
+        assert!(
+            matches!(&err, ConfigError::CommandLine { kind, .. } if *kind == clap::error::ErrorKind::UnknownArgument),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("'--migrat'"), "{err}");
     }
 
     #[test]
@@ -341,8 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn api_request_timeout_is_read_and_checked() {
-        assert_eq!(serve(&[], &[]).request_timeout, DEFAULT_REQUEST_TIMEOUT);
+    fn api_request_timeout_takes_the_duration_syntax_of_every_setting() {
         assert_eq!(
             serve(&[], &[("API_REQUEST_TIMEOUT", "500ms")]).request_timeout,
             Duration::from_millis(500)
@@ -351,13 +281,27 @@ mod tests {
             serve(&[], &[("API_REQUEST_TIMEOUT", "45")]).request_timeout,
             Duration::from_secs(45)
         );
-        for bad in ["0", "soon", "99999"] {
+        assert_eq!(
+            serve(&[], &[("API_REQUEST_TIMEOUT", "2m")]).request_timeout,
+            Duration::from_secs(120)
+        );
+        let err = parse(&[], &[("API_REQUEST_TIMEOUT", "abc")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"API_REQUEST_TIMEOUT="abc" is invalid: expected a duration such as 500ms, 5s, 2m or 30 (seconds)"#
+        );
+        for bad in ["0", "2h"] {
             let err = parse(&[], &[("API_REQUEST_TIMEOUT", bad)]).unwrap_err();
-            assert!(
-                err.to_string()
-                    .starts_with(&format!("API_REQUEST_TIMEOUT={bad:?} is invalid")),
-                "{err}"
-            );
+            assert!(err.to_string().starts_with("API_REQUEST_TIMEOUT="), "{err}");
         }
+    }
+
+    #[test]
+    fn variables_are_the_api_s_and_the_database_s() {
+        let names: Vec<String> = ApiConfig::variables().into_iter().map(|v| v.name).collect();
+        for name in ["API_ADDR", "API_REQUEST_TIMEOUT", "DATABASE_URL", "DB_ECHO"] {
+            assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
+        }
+        assert_eq!(names.len(), 5 + DatabaseConfig::variables().len());
     }
 }

@@ -144,36 +144,40 @@ pub async fn scope<T>(options: MigratorOptions, work: impl Future<Output = T>) -
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variable {
     /// Its name.
-    pub name: &'static str,
+    pub name: String,
     /// Its default, if it has one.
     pub default: Option<String>,
     /// What it sets.
     pub meaning: String,
 }
 
-/// Variables the command line resolves itself (the database URL, which has a fallback chain).
-const RESOLVED_BY_THE_CLI: &[(&str, &str)] = &[
+/// Variables the command line resolves itself (the database URL, which has a fallback chain):
+/// name, default, meaning.
+const RESOLVED_BY_THE_CLI: &[(&str, Option<&str>, &str)] = &[
     (
         "DATABASE_DIRECT_URL",
+        Some("DATABASE_URL"),
         "The database to migrate when DATABASE_URL points at a connection pooler (the migration \
          lock needs a session of its own); `-u` overrides it",
     ),
     (
         "DATABASE_URL",
-        "The database to migrate when DATABASE_DIRECT_URL is unset; unset: the embedded SQLite \
-         file data/db.sqlite",
+        Some("the embedded SQLite file data/db.sqlite"),
+        "The database to migrate when DATABASE_DIRECT_URL is unset",
     ),
     (
         "DATABASE_SCHEMA",
-        "PostgreSQL schema to migrate (default public); ignored on SQLite",
+        Some("the server's search path"),
+        "PostgreSQL schema to migrate; ignored on SQLite",
     ),
     (
         "SHADOW_DATABASE_URL",
-        "Server on which `check` and `autogenerate` create their scratch databases (default: \
-         the server of the database URL)",
+        Some("the server of the database URL"),
+        "Server on which `check` and `autogenerate` create their scratch databases",
     ),
     (
         "MIGRATION_FORCE",
+        Some("false"),
         "Lifts the guard of fresh, refresh, reset and down --all (the way through sea-orm-cli, \
          which does not forward --force)",
     ),
@@ -186,9 +190,9 @@ pub fn environment() -> Vec<Variable> {
     let command = MigratorOptions::augment_args(clap::Command::new("migrator"));
     let mut variables: Vec<Variable> = RESOLVED_BY_THE_CLI
         .iter()
-        .map(|(name, meaning)| Variable {
-            name,
-            default: None,
+        .map(|(name, default, meaning)| Variable {
+            name: (*name).to_owned(),
+            default: default.map(str::to_owned),
             meaning: (*meaning).to_owned(),
         })
         .collect();
@@ -196,11 +200,8 @@ pub fn environment() -> Vec<Variable> {
         let Some(name) = arg.get_env().and_then(|name| name.to_str()) else {
             continue;
         };
-        let Some(name) = environment_name(name) else {
-            continue;
-        };
         variables.push(Variable {
-            name,
+            name: name.to_owned(),
             default: arg
                 .get_default_values()
                 .first()
@@ -210,20 +211,6 @@ pub fn environment() -> Vec<Variable> {
         });
     }
     variables
-}
-
-/// The `'static` name of an option's variable (clap hands out borrowed ones).
-fn environment_name(name: &str) -> Option<&'static str> {
-    [
-        "MIGRATION_LOCK_TIMEOUT",
-        "MIGRATION_LOCK_WAIT",
-        "MIGRATION_LOCK_RETRIES",
-        "MIGRATION_BATCH_SIZE",
-        "MIGRATION_BATCH_PAUSE",
-        "MIGRATION_ALLOW_CHANGED",
-    ]
-    .into_iter()
-    .find(|known| *known == name)
 }
 
 /// The accepted form of a duration, for errors.
@@ -292,7 +279,7 @@ mod tests {
         // The test process's environment may set none of the variables.
         if environment()
             .iter()
-            .all(|v| std::env::var_os(v.name).is_none())
+            .all(|v| std::env::var_os(&v.name).is_none())
         {
             assert_eq!(parsed.ok(), Some(MigratorOptions::default()));
         }
@@ -312,7 +299,7 @@ mod tests {
     #[test]
     fn every_variable_is_listed_once_with_its_meaning() {
         let variables = environment();
-        let mut names: Vec<&str> = variables.iter().map(|v| v.name).collect();
+        let mut names: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), variables.len());

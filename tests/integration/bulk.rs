@@ -5,6 +5,7 @@
 
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder, TransactionTrait};
 use service::Error;
+use service::testing::new_user;
 use service::testing::{TestBackend, TestDatabase};
 use service::user::{self, NewUser};
 
@@ -21,13 +22,6 @@ on_both_backends!(
     create_many_of_nothing_inserts_nothing,
     get_as_and_create_as_behave_like_get_and_create,
 );
-
-fn new_user(email: &str, name: &str) -> NewUser {
-    NewUser {
-        email: email.into(),
-        name: name.into(),
-    }
-}
 
 /// Every stored `(email, name)`, in id order.
 async fn stored<C: ConnectionTrait>(db: &C) -> Vec<(String, String)> {

@@ -12,7 +12,8 @@ use service::user::{self, NewUser, UserChanges};
 use service::{ConnectFailure, DatabaseConfig, DatabaseService, DatabaseUrl, Error};
 
 use crate::on_both_backends;
-use crate::sql::{count, table_exists};
+use crate::sql::table_exists;
+use service::testing::{free_port, scalar as count};
 
 on_both_backends!(
     a_migration_failing_part_way_leaves_nothing_behind,
@@ -388,7 +389,7 @@ async fn connection_failures_say_which_and_never_show_the_password() {
             ConnectFailure::UnknownDatabase,
         ),
         (
-            with(&|u| u.set_port(Some(free_port())).unwrap()),
+            with(&|u| u.set_port(Some(free_port().unwrap())).unwrap()),
             ConnectFailure::Refused,
         ),
         (
@@ -728,14 +729,6 @@ async fn hostile_input_is_rejected_or_stored_exactly(backend: TestBackend) {
         1 + 5 + 1,
         "table intact, nothing else written"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The session holding the lock is terminated between two steps (as a server restart or an

@@ -3,24 +3,16 @@
 //! to the next caller, a server restart costs no wrong answer, SeaORM's path is never starved,
 //! the pool never grows past its size, and lifetimes and idle timeouts still recycle.
 
+use service::testing::{new_user, scalar};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use service::testing::{TestBackend, TestCluster, TestDatabase};
-use service::user::{self, NewUser, User};
+use service::user::{self, User};
 use service::{DatabaseConfig, DatabaseService, DatabaseUrl, Error};
-
-fn new_user(email: &str) -> NewUser {
-    NewUser {
-        email: email.to_owned(),
-        name: "Held".into(),
-    }
-}
 
 /// A service on `url` with `max` connections, named `app` in `pg_stat_activity`.
 async fn service(url: &str, max: u32, app: &str) -> DatabaseService {
@@ -35,21 +27,12 @@ async fn seed(db: &DatabaseService, count: usize) -> Vec<User> {
     let mut users = Vec::new();
     for n in 0..count {
         users.push(
-            user::create(&db, new_user(&format!("seed{n}@x.io")))
+            user::create(&db, new_user(&format!("seed{n}@x.io"), "Held"))
                 .await
                 .unwrap(),
         );
     }
     users
-}
-
-async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap()
 }
 
 /// Waits until every connection of the service's pool is back in it, idle.
@@ -74,13 +57,13 @@ async fn a_statement_cancelled_part_way_never_leaves_its_connection_to_the_next_
     let users = seed(&db, 20).await;
     // An uncommitted insert of the same email makes the next one wait on the unique index.
     let blocker = test_db.connection().begin().await.unwrap();
-    user::create(&blocker, new_user("blocked@x.io"))
+    user::create(&blocker, new_user("blocked@x.io", "Held"))
         .await
         .unwrap();
 
     let cancelled = tokio::time::timeout(
         Duration::from_millis(200),
-        user::create(&db, new_user("blocked@x.io")),
+        user::create(&db, new_user("blocked@x.io", "Held")),
     )
     .await;
     assert!(
@@ -142,7 +125,7 @@ async fn a_server_restart_under_load_costs_no_wrong_answer_and_writes_fail_at_mo
                     }
                     let email = format!("w{worker}-{n}@x.io");
                     let started = Instant::now();
-                    match user::create(&db, new_user(&email)).await {
+                    match user::create(&db, new_user(&email, "Held")).await {
                         Ok(stored) => {
                             assert_eq!(stored.email, email, "a wrong answer");
                             created.push(email);
@@ -220,7 +203,9 @@ async fn seaorm_transactions_and_health_keep_working_while_the_fast_path_saturat
     let test_db = TestDatabase::new(TestBackend::Postgres).await;
     let db = service(&test_db.config().url.expose_secret(), MAX, "held-saturate").await;
     let users = Arc::new(seed(&db, 50).await);
-    let changed = user::create(&db, new_user("changed@x.io")).await.unwrap();
+    let changed = user::create(&db, new_user("changed@x.io", "Held"))
+        .await
+        .unwrap();
     let running = Arc::new(AtomicBool::new(true));
     let readers: Vec<_> = (0..8)
         .map(|_| {
@@ -330,7 +315,7 @@ async fn connections_are_held_by_default_and_given_back_at_once_with_the_hold_of
         config.max_connections = 1;
         config.connection_hold = hold;
         let db = DatabaseService::connect(&config).await.unwrap();
-        let ada = user::create(&db, new_user("ada@x.io")).await;
+        let ada = user::create(&db, new_user("ada@x.io", "Held")).await;
         let id = match ada {
             Ok(ada) => ada.id,
             Err(_) => {

@@ -8,6 +8,7 @@
 
 mod autogenerate;
 mod bulk;
+mod configuration;
 mod failures;
 mod health;
 mod held_connections;
@@ -23,23 +24,4 @@ mod test_support;
 mod two_services;
 mod user_repository;
 
-/// Generates `<name>::postgres` and `<name>::sqlite` tests from an
-/// `async fn <name>(TestBackend)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn postgres() {
-                    super::$name(::service::testing::TestBackend::Postgres).await;
-                }
-
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$name(::service::testing::TestBackend::Sqlite).await;
-                }
-            }
-        )*
-    };
-}
-pub(crate) use on_both_backends;
+pub(crate) use ::service::on_both_backends;

@@ -8,7 +8,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
 use service::testing::{TestBackend, TestDatabase};
 
 use crate::on_both_backends;
-use crate::sql::{count, table_exists};
+use crate::sql::table_exists;
+use service::testing::scalar as count;
 
 on_both_backends!(
     up_down_up_round_trip,

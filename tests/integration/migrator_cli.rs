@@ -42,7 +42,7 @@ pub fn migrator_binary() -> &'static Path {
 fn migrator(args: &[&str]) -> Command {
     let mut command = Command::new(migrator_binary());
     for variable in migrator::options::environment() {
-        command.env_remove(variable.name);
+        command.env_remove(&variable.name);
     }
     command
         .args(args)

@@ -3,6 +3,8 @@
 //! `Error::Unavailable`, never `Error::Database`, and the service recovers by itself once the
 //! condition clears. The same conditions through the API: `api/tests/http/refusals.rs`.
 
+use service::testing::new_user;
+use service::testing::with_quick_timeouts;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,27 +13,11 @@ use sea_orm::TransactionTrait;
 use sea_orm::sqlx::Connection;
 use sea_orm::sqlx::postgres::PgConnection;
 use service::testing::{AdminSession, TestBackend, TestCluster, TestDatabase};
-use service::user::{self, NewUser, UserChanges};
+use service::user::{self, UserChanges};
 use service::{DatabaseConfig, DatabaseService, DatabaseUrl, Error};
 
 /// How long the service may take to serve again once a condition clears.
 const RECOVERY: Duration = Duration::from_secs(2);
-
-/// `config` with short timeouts, so a refusal is answered quickly.
-fn quick(config: &DatabaseConfig) -> DatabaseConfig {
-    let mut config = config.clone();
-    config.max_connections = 4;
-    config.acquire_timeout = Duration::from_millis(500);
-    config.connect_timeout = Duration::from_secs(1);
-    config
-}
-
-fn new_user(email: &str) -> NewUser {
-    NewUser {
-        email: email.into(),
-        name: "Someone".into(),
-    }
-}
 
 /// The reason of an `Error::Unavailable`; fails on anything else.
 fn unavailable_reason<T: std::fmt::Debug>(result: service::Result<T>) -> String {
@@ -71,7 +57,14 @@ async fn refused_reasons(service: &DatabaseService, id: i32, rounds: usize) -> V
     for round in 0..rounds {
         reasons.push(unavailable_reason(user::get(&service, id).await));
         reasons.push(unavailable_reason(
-            user::create(&service, new_user(&format!("refused-{round}@x.io"))).await,
+            user::get(&service, id).await,
+        ));
+        reasons.push(unavailable_reason(
+            user::create(
+                &service,
+                new_user(&format!("refused-{round}@x.io"), "Someone"),
+            )
+            .await,
         ));
     }
     reasons
@@ -80,8 +73,12 @@ async fn refused_reasons(service: &DatabaseService, id: i32, rounds: usize) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connections_are_unavailable_until_they_are_allowed_again() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
-    let service = DatabaseService::connect(&quick(db.config())).await.unwrap();
-    let ada = user::create(&service, new_user("ada@x.io")).await.unwrap();
+    let service = DatabaseService::connect(&with_quick_timeouts(db.config()))
+        .await
+        .unwrap();
+    let ada = user::create(&service, new_user("ada@x.io", "Someone"))
+        .await
+        .unwrap();
     let admin = AdminSession::for_database(&db).await;
 
     admin.allow_connections(&db.name(), false).await;
@@ -101,7 +98,7 @@ async fn refused_connections_are_unavailable_until_they_are_allowed_again() {
 
     let (read, _) = recovers(RECOVERY, || user::get(&service, ada.id)).await;
     assert_eq!(read, ada);
-    user::create(&service, new_user("grace@x.io"))
+    user::create(&service, new_user("grace@x.io", "Someone"))
         .await
         .unwrap();
 }
@@ -116,12 +113,14 @@ async fn a_role_over_its_connection_limit_is_unavailable_while_the_pool_grows_un
     let mut app_url = url::Url::parse(&cluster.url("app")).unwrap();
     app_url.set_username("app").unwrap();
     let app_url = app_url.to_string();
-    let config = quick(&DatabaseConfig::new(
+    let config = with_quick_timeouts(&DatabaseConfig::new(
         DatabaseUrl::parse(app_url.clone()).unwrap(),
     ));
     let migrator = DatabaseService::connect(&config).await.unwrap();
     migrator.apply_migrations(&service::MigratorOptions::default()).await.unwrap();
-    let ada = user::create(&migrator, new_user("ada@x.io")).await.unwrap();
+    let ada = user::create(&migrator, new_user("ada@x.io", "Someone"))
+        .await
+        .unwrap();
     migrator.close().await.unwrap();
     let service = DatabaseService::connect(&config).await.unwrap();
     // Both sessions of the pool busy, and the role limited to them: the pool must grow for the
@@ -167,10 +166,16 @@ async fn a_role_over_its_connection_limit_is_unavailable_while_the_pool_grows_un
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_to_a_read_only_database_are_unavailable_and_resume_once_it_is_writable() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
-    let service = DatabaseService::connect(&quick(db.config())).await.unwrap();
+    let service = DatabaseService::connect(&with_quick_timeouts(db.config()))
+        .await
+        .unwrap();
     let conn = &service;
-    let ada = user::create(conn, new_user("ada@x.io")).await.unwrap();
-    let bob = user::create(conn, new_user("bob@x.io")).await.unwrap();
+    let ada = user::create(conn, new_user("ada@x.io", "Someone"))
+        .await
+        .unwrap();
+    let bob = user::create(conn, new_user("bob@x.io", "Someone"))
+        .await
+        .unwrap();
     let admin = AdminSession::for_database(&db).await;
 
     admin.set_read_only(&db.name(), true).await;
@@ -181,7 +186,7 @@ async fn writes_to_a_read_only_database_are_unavailable_and_resume_once_it_is_wr
     assert_eq!(read, ada);
     // … writes are refused, as an outage that says why.
     let reasons = [
-        unavailable_reason(user::create(conn, new_user("grace@x.io")).await),
+        unavailable_reason(user::create(conn, new_user("grace@x.io", "Someone")).await),
         unavailable_reason(
             user::update(
                 conn,
@@ -205,7 +210,10 @@ async fn writes_to_a_read_only_database_are_unavailable_and_resume_once_it_is_wr
     admin.set_read_only(&db.name(), false).await;
 
     // No session is terminated this time: the service replaces its read-only sessions itself.
-    let (created, _) = recovers(RECOVERY, || user::create(conn, new_user("grace@x.io"))).await;
+    let (created, _) = recovers(RECOVERY, || {
+        user::create(conn, new_user("grace@x.io", "Someone"))
+    })
+    .await;
     assert_eq!(created.email, "grace@x.io");
     let changes = UserChanges {
         name: Some("Ada L.".into()),
@@ -219,8 +227,12 @@ async fn writes_to_a_read_only_database_are_unavailable_and_resume_once_it_is_wr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_renamed_away_is_unavailable_until_it_is_renamed_back() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
-    let service = DatabaseService::connect(&quick(db.config())).await.unwrap();
-    let ada = user::create(&service, new_user("ada@x.io")).await.unwrap();
+    let service = DatabaseService::connect(&with_quick_timeouts(db.config()))
+        .await
+        .unwrap();
+    let ada = user::create(&service, new_user("ada@x.io", "Someone"))
+        .await
+        .unwrap();
     let admin = AdminSession::for_database(&db).await;
     // Still named like a test database, so a later run sweeps it if this test dies here.
     let away = format!("{}_away", db.name());
@@ -245,12 +257,14 @@ async fn a_database_renamed_away_is_unavailable_until_it_is_renamed_back() {
 async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_pool_recovers() {
     let cluster = Arc::new(TestCluster::start());
     allow_prepared_transactions(&cluster).await;
-    let config = quick(&DatabaseConfig::new(
+    let config = with_quick_timeouts(&DatabaseConfig::new(
         DatabaseUrl::parse(cluster.admin_url()).unwrap(),
     ));
     let service = DatabaseService::connect(&config).await.unwrap();
     service.apply_migrations(&service::MigratorOptions::default()).await.unwrap();
-    let ada = user::create(&service, new_user("ada@x.io")).await.unwrap();
+    let ada = user::create(&service, new_user("ada@x.io", "Someone"))
+        .await
+        .unwrap();
     // An update in flight: it waits for a row lock that a prepared transaction holds (a
     // session holding it would end with the shutdown too, and might release the update first).
     let admin = AdminSession::connect(&cluster.admin_url()).await;
@@ -286,7 +300,7 @@ async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_p
     assert!(reason.contains("(57P01:"), "{reason}");
     // … and while the server is down, nothing is served.
     unavailable_reason(user::get(&service, ada.id).await);
-    unavailable_reason(user::create(&service, new_user("grace@x.io")).await);
+    unavailable_reason(user::create(&service, new_user("grace@x.io", "Someone")).await);
 
     let restarting = cluster.clone();
     tokio::task::spawn_blocking(move || restarting.restart())

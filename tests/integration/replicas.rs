@@ -2,6 +2,7 @@
 //! which node serves reads, read-your-writes, a replica that stops, lags or is promoted, and
 //! a primary URL that points at a standby.
 
+use service::testing::new_user;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
@@ -52,13 +53,6 @@ where
     }
 }
 
-fn new_user(n: usize) -> NewUser {
-    NewUser {
-        email: format!("user{n}@x.io"),
-        name: format!("User {n}"),
-    }
-}
-
 /// Index scans of `user` on the server at `url`, as its statistics count them once the
 /// sessions that ran them have ended.
 async fn user_index_scans(db: &DatabaseConnection) -> i64 {
@@ -77,7 +71,9 @@ async fn user_index_scans(db: &DatabaseConnection) -> i64 {
 async fn reads_through_a_reader_are_served_by_the_replica_and_writes_by_the_primary() {
     let pair = TestReplicaPair::start("app").await;
     let service = connect(&pair).await;
-    let created = user::create(&service, new_user(1)).await.unwrap();
+    let created = user::create(&service, new_user("user1@x.io", "User 1"))
+        .await
+        .unwrap();
     wait_for_replay(&service).await;
     let stats_primary = Database::connect(pair.primary.url("app")).await.unwrap();
     let stats_replica = Database::connect(pair.standby.url("app")).await.unwrap();
@@ -108,7 +104,9 @@ async fn reads_through_a_reader_are_served_by_the_replica_and_writes_by_the_prim
 async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
     let pair = TestReplicaPair::start("app").await;
     let service = connect(&pair).await;
-    let ada = user::create(&service, new_user(1)).await.unwrap();
+    let ada = user::create(&service, new_user("user1@x.io", "User 1"))
+        .await
+        .unwrap();
     wait_for_replay(&service).await;
 
     pair.pause_replay().await;
@@ -130,7 +128,9 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
     assert_eq!(user::get(&own, ada.id).await.unwrap().name, "Ada Lovelace");
 
     // A row the replica has not received yet is looked for on the primary.
-    let bob = user::create(&service, new_user(2)).await.unwrap();
+    let bob = user::create(&service, new_user("user2@x.io", "User 2"))
+        .await
+        .unwrap();
     assert_eq!(user::get(&service.reader(), bob.id).await.unwrap(), bob);
     let found = user::find_by_email(&service.reader(), "USER2@x.io")
         .await
@@ -149,7 +149,9 @@ async fn a_caller_reads_its_own_writes_while_plain_reads_may_be_stale() {
 async fn a_stopped_replica_costs_no_read_and_rejoins_when_it_is_back() {
     let pair = TestReplicaPair::start("app").await;
     let service = connect(&pair).await;
-    let ada = user::create(&service, new_user(1)).await.unwrap();
+    let ada = user::create(&service, new_user("user1@x.io", "User 1"))
+        .await
+        .unwrap();
     wait_for_replay(&service).await;
     // Readers made before the stop still point at the replica.
     let readers: Vec<_> = (0..20).map(|_| service.reader()).collect();
@@ -209,8 +211,12 @@ async fn a_replica_lagging_past_the_bound_leaves_rotation_until_it_catches_up() 
     .await;
 
     pair.pause_replay().await;
-    let users: Vec<NewUser> = (0..10_000).map(new_user).collect();
-    user::create_many(&service, &users).await.unwrap();
+    let users: Vec<NewUser> = (0..10_000)
+        .map(|n| new_user(&format!("user{n}@x.io"), &format!("User {n}")))
+        .collect();
+    user::create_many(&service, &users)
+        .await
+        .unwrap();
     wait_for("the replica to leave rotation", || {
         let service = service.clone();
         async move { service.reader().replica_name().is_none() }
@@ -270,5 +276,7 @@ async fn the_primary_pool_refuses_a_standby_and_a_promoted_replica_leaves_rotati
     assert!(report.can_serve());
     // Once promoted it is a primary like any other.
     let promoted = DatabaseService::connect(&config).await.unwrap();
-    user::create(&promoted, new_user(1)).await.unwrap();
+    user::create(&promoted, new_user("user1@x.io", "User 1"))
+        .await
+        .unwrap();
 }

@@ -19,16 +19,6 @@ pub async fn table_exists(conn: &DatabaseConnection, table: &str) -> bool {
     row.try_get_by_index::<i64>(0).unwrap() == 1
 }
 
-/// The single integer `sql` returns.
-pub async fn count(conn: &DatabaseConnection, sql: &str) -> i64 {
-    let row = conn
-        .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index(0).unwrap()
-}
-
 /// Runs `sql` on the database at `url`.
 pub async fn execute(url: &str, sql: &str) {
     let db = Database::connect(url).await.unwrap();

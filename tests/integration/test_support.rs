@@ -1,9 +1,10 @@
 //! The fixtures exported behind the `testing` feature do what they promise.
 
 use sea_orm::TransactionTrait;
-use service::testing::{TestBackend, TestDatabase, TestTransaction};
-use service::user::{self, NewUser};
 use service::{DatabaseService, Executor};
+use service::testing::new_user;
+use service::testing::{TestBackend, TestDatabase, TestTransaction};
+use service::user;
 
 use crate::on_both_backends;
 
@@ -19,18 +20,11 @@ async fn users_in<E: Executor>(db: &E) -> usize {
     user::list(db, 10, None).await.unwrap().users.len()
 }
 
-fn new_user(email: &str) -> NewUser {
-    NewUser {
-        email: email.into(),
-        name: "n".into(),
-    }
-}
-
 async fn rollback_fixture_leaves_no_rows(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
     {
         let tx = TestTransaction::begin(db.connection()).await;
-        let ada = user::create(&tx, new_user("ada@x.io")).await.unwrap();
+        let ada = user::create(&tx, new_user("ada@x.io", "n")).await.unwrap();
         assert_eq!(user::get(&tx, ada.id).await.unwrap().email, "ada@x.io");
     }
 
@@ -43,7 +37,9 @@ async fn code_that_commits_inside_the_fixture_is_still_rolled_back(backend: Test
     let db = TestDatabase::new(backend).await;
     let tx = TestTransaction::begin(db.connection()).await;
     let inner = tx.begin().await.unwrap();
-    user::create(&inner, new_user("ada@x.io")).await.unwrap();
+    user::create(&inner, new_user("ada@x.io", "n"))
+        .await
+        .unwrap();
     inner.commit().await.unwrap();
     assert_eq!(users_in(&tx).await, 1);
 
@@ -55,7 +51,7 @@ async fn code_that_commits_inside_the_fixture_is_still_rolled_back(backend: Test
 async fn bulk_inserts_inside_the_fixture_are_rolled_back(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;
     let tx = TestTransaction::begin(db.connection()).await;
-    let users = [new_user("ada@x.io"), new_user("bob@x.io")];
+    let users = [new_user("ada@x.io", "n"), new_user("bob@x.io", "n")];
     assert_eq!(user::create_many(&tx, &users).await.unwrap(), 2);
     assert_eq!(users_in(&tx).await, 2);
 
@@ -67,7 +63,7 @@ async fn bulk_inserts_inside_the_fixture_are_rolled_back(backend: TestBackend) {
 async fn test_databases_are_independent(backend: TestBackend) {
     let first = TestDatabase::new(backend).await;
     let second = TestDatabase::new(backend).await;
-    user::create(first.service(), new_user("ada@x.io"))
+    user::create(first.service(), new_user("ada@x.io", "n"))
         .await
         .unwrap();
 

@@ -1,11 +1,12 @@
 //! The `user` repository, through the public API, on both backends.
 
+use service::testing::new_user;
 use std::collections::HashSet;
 use std::time::Duration;
 
 use service::Error;
 use service::testing::{TestBackend, TestDatabase};
-use service::user::{self, NewUser, UserChanges};
+use service::user::{self, UserChanges};
 
 use crate::on_both_backends;
 
@@ -22,13 +23,6 @@ on_both_backends!(
     update_rejects_a_taken_email_and_unknown_ids,
     delete_removes_the_user_once,
 );
-
-fn new_user(email: &str, name: &str) -> NewUser {
-    NewUser {
-        email: email.into(),
-        name: name.into(),
-    }
-}
 
 async fn create_normalises_the_email_and_returns_the_stored_row(backend: TestBackend) {
     let db = TestDatabase::new(backend).await;

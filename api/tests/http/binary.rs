@@ -16,34 +16,6 @@ use service::testing::{TestBackend, TestDatabase};
 use crate::on_both_backends;
 use crate::support::{client, status_and_json};
 
-/// Variables of the test environment that must not reach the binary.
-const CLEARED: &[&str] = &[
-    "DATABASE_URL",
-    "API_ADDR",
-    "API_METRICS_ADDR",
-    "API_MIGRATE",
-    "API_REQUEST_TIMEOUT",
-    "API_HEALTH_DETAILS",
-    "RUST_LOG",
-    "DB_ECHO",
-    "DB_MAX_CONNECTIONS",
-    "DB_MIN_CONNECTIONS",
-    "DB_CONNECT_TIMEOUT",
-    "DB_ACQUIRE_TIMEOUT",
-    "DB_IDLE_TIMEOUT",
-    "DB_MAX_LIFETIME",
-    "DB_PING_AFTER_IDLE",
-    "DB_CONNECT_DEADLINE",
-    "DB_HEALTH_TIMEOUT",
-    "DB_APPLICATION_NAME",
-    "DB_STATEMENT_TIMEOUT",
-    "DATABASE_SCHEMA",
-    "DATABASE_DIRECT_URL",
-    "DATABASE_REPLICA_URLS",
-    "DB_REPLICA_MAX_LAG",
-    "DB_REPLICA_PROBE_INTERVAL",
-];
-
 /// A folder of its own to run the binary in (its `data/`, no `.env` above it).
 pub(crate) struct TempDir(pub(crate) PathBuf);
 
@@ -81,8 +53,9 @@ fn command(cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for name in CLEARED {
-        command.env_remove(name);
+    // No variable of the test environment reaches the binary.
+    for variable in api::ApiConfig::variables() {
+        command.env_remove(variable.name);
     }
     command.env("RUST_LOG", "info");
     for (name, value) in vars {
@@ -428,9 +401,14 @@ fn invalid_values_and_arguments_exit_non_zero_naming_them() {
             r#"DB_HEALTH_TIMEOUT="soon" is invalid"#,
         ),
         (
+            &[],
+            &[("API_REQUEST_TIMEOUT", "abc")],
+            r#"API_REQUEST_TIMEOUT="abc" is invalid: expected a duration such as 500ms, 5s, 2m or 30 (seconds)"#,
+        ),
+        (
             &["--migrat"],
             &[],
-            r#"unknown argument "--migrat" (usage: api [--migrate] [--help])"#,
+            "error: unexpected argument '--migrat' found",
         ),
     ] {
         let (status, _, stderr) = run_to_exit(&dir.0, args, vars);
@@ -452,7 +430,14 @@ fn invalid_values_and_arguments_exit_non_zero_naming_them() {
 
     let (status, stdout, _) = run_to_exit(&dir.0, &["--help"], &[]);
     assert!(status.success());
-    assert!(stdout.starts_with("Usage: api [--migrate]"), "{stdout}");
+    assert!(stdout.contains("Usage: api [OPTIONS]"), "{stdout}");
+    for variable in api::ApiConfig::variables() {
+        assert!(
+            stdout.contains(&format!("[env: {}", variable.name)),
+            "{} is not in the help: {stdout}",
+            variable.name
+        );
+    }
     assert!(
         !dir.0.join("data").exists(),
         "nothing was started, no database created"

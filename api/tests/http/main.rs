@@ -16,23 +16,12 @@ mod shutdown;
 mod support;
 mod users;
 
-/// Generates `<name>::postgres` and `<name>::sqlite` tests from an
-/// `async fn <name>(TestBackend)`.
+/// `service::on_both_backends!` on a two-thread runtime (the server runs beside the client).
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(::service::testing::TestBackend::Postgres).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(::service::testing::TestBackend::Sqlite).await;
-                }
-            }
-        )*
+        ::service::on_both_backends!(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)] $($name),*
+        );
     };
 }
 pub(crate) use on_both_backends;

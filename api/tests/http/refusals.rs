@@ -4,6 +4,7 @@
 //! condition clears. The same conditions through the repository:
 //! `tests/integration/refusals.rs`.
 
+use service::testing::with_quick_timeouts;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,15 +22,6 @@ use crate::support::{
 
 /// How long the API may take to answer 2xx again once a condition clears.
 const RECOVERY: Duration = Duration::from_secs(2);
-
-/// `config` with short timeouts, so a refusal is answered quickly.
-fn quick(config: &DatabaseConfig) -> DatabaseConfig {
-    let mut config = config.clone();
-    config.max_connections = 4;
-    config.acquire_timeout = Duration::from_millis(500);
-    config.connect_timeout = Duration::from_secs(1);
-    config
-}
 
 /// Sends `request` until it answers 2xx, at most `within` after the first try; every answer on
 /// the way must be a proper 503. Returns the 2xx response and how long it took.
@@ -122,7 +114,7 @@ async fn a_role_over_its_connection_limit_answers_503_until_the_limit_is_raised(
     admin.execute("CREATE DATABASE app OWNER app").await;
     // The cluster's URLs name user `postgres`; this one is the role's.
     let url = cluster.url("app").replacen("postgres@", "app@", 1);
-    let config = quick(&DatabaseConfig::new(DatabaseUrl::parse(url).unwrap()));
+    let config = with_quick_timeouts(&DatabaseConfig::new(DatabaseUrl::parse(url).unwrap()));
     let migrator = service::DatabaseService::connect(&config).await.unwrap();
     migrator
         .apply_migrations(&service::MigratorOptions::default())
@@ -158,7 +150,7 @@ async fn a_role_over_its_connection_limit_answers_503_until_the_limit_is_raised(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_to_a_read_only_database_answer_503_and_succeed_again_once_it_is_writable() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
-    let server = TestServer::start(&quick(db.config())).await;
+    let server = TestServer::start(&with_quick_timeouts(db.config())).await;
     let ada = server.create_user("ada@example.com", "Ada").await;
     let bob = server.create_user("bob@example.com", "Bob").await;
     let admin = AdminSession::for_database(&db).await;
@@ -206,7 +198,7 @@ async fn writes_to_a_read_only_database_answer_503_and_succeed_again_once_it_is_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_renamed_away_answers_503_until_it_is_renamed_back() {
     let db = TestDatabase::new(TestBackend::Postgres).await;
-    let server = TestServer::start(&quick(db.config())).await;
+    let server = TestServer::start(&with_quick_timeouts(db.config())).await;
     let ada = server.create_user("ada@example.com", "Ada").await;
     let admin = AdminSession::for_database(&db).await;
     // Still named like a test database, so a later run sweeps it if this test dies here.
@@ -240,7 +232,7 @@ async fn a_server_restart_answers_503_to_requests_in_flight_and_while_down_then_
     })
     .await
     .unwrap();
-    let config = quick(&DatabaseConfig::new(
+    let config = with_quick_timeouts(&DatabaseConfig::new(
         DatabaseUrl::parse(cluster.admin_url()).unwrap(),
     ));
     let migrator = service::DatabaseService::connect(&config).await.unwrap();

@@ -344,7 +344,12 @@ fn find_postgres_bin() -> Result<PathBuf, String> {
         .ok_or_else(|| "no initdb under /usr/lib/postgresql/*/bin".to_owned())
 }
 
-pub(super) fn free_port() -> Result<u16, String> {
+/// A TCP port on 127.0.0.1 that nothing listens on (at the time of asking).
+///
+/// # Errors
+///
+/// When no port can be bound.
+pub fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

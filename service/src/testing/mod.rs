@@ -43,6 +43,7 @@
 
 mod admin;
 mod cluster;
+mod helpers;
 mod pgbouncer;
 mod postgres;
 mod proxy;
@@ -61,6 +62,7 @@ use crate::database::DatabaseService;
 
 pub use admin::AdminSession;
 pub use cluster::TestCluster;
+pub use helpers::{free_port, new_user, scalar, with_quick_timeouts};
 pub use pgbouncer::{PoolMode, TestPgBouncer};
 pub use proxy::FaultProxy;
 pub use replica_pair::TestReplicaPair;
