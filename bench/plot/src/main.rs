@@ -162,6 +162,7 @@ fn bars(
             }
         })
         .y_label_formatter(&|v| format_si(*v))
+        .light_line_style(RGBColor(242, 242, 242))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
         .draw()?;
@@ -216,8 +217,8 @@ where
     if points().next().is_none() {
         return Ok(());
     }
-    let (x0, x1) = bounds(points().map(|p| p.0), panel.log_x);
-    let (y0, y1) = bounds(points().map(|p| p.1), panel.log_y);
+    let (x0, x1) = bounds(points().map(|p| p.0), panel.log_x, 1.6);
+    let (y0, y1) = bounds(points().map(|p| p.1), panel.log_y, 4.0);
     let mut builder = ChartBuilder::on(area);
     builder
         .caption(panel.title, ("sans-serif", 17))
@@ -233,6 +234,7 @@ where
                 .y_desc(panel.y_label)
                 .x_label_formatter(&|v| format_si(*v))
                 .y_label_formatter(&|v| format_si(*v))
+                .light_line_style(RGBColor(242, 242, 242))
                 .label_style(("sans-serif", 12))
                 .axis_desc_style(("sans-serif", 13))
                 .draw()?;
@@ -266,20 +268,19 @@ where
     Ok(())
 }
 
-fn bounds(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+fn bounds(values: impl Iterator<Item = f64>, log: bool, top: f64) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     if log {
-        (
-            10f64.powf(lo.max(1e-9).log10().floor()),
-            10f64.powf(hi.max(1e-9).log10().ceil() + 0.2),
-        )
+        // A little room beyond the data; `top` leaves room for the legend above it.
+        (lo.max(1e-9) / 1.6, hi.max(1e-9) * top)
     } else {
-        let pad = (hi - lo).abs().max(1.0) * 0.08;
-        (lo.min(0.0), hi + pad * 3.0)
+        let pad = (hi - lo).abs().max(1.0) * 0.05;
+        (lo.min(0.0), hi + pad)
     }
 }
 
 fn format_si(v: f64) -> String {
+    let v = if v.abs() < 1e-9 { 0.0 } else { v };
     if v >= 1e6 {
         format!("{}M", trim(v / 1e6))
     } else if v >= 1e3 {
@@ -290,8 +291,8 @@ fn format_si(v: f64) -> String {
 }
 
 fn trim(v: f64) -> String {
-    let s = format!("{v:.1}");
-    s.strip_suffix(".0").map_or(s.clone(), str::to_owned)
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn main() -> Result<(), BoxErr> {
