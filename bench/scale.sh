@@ -5,12 +5,12 @@
 #
 # It starts a primary and a streaming standby (pg_basebackup -R) of its own, and a PgBouncer
 # (pool_mode = session) in front of the primary, all on free loopback ports, seeds the
-# harness's table (../shared/bench/schema.sql and seed.sql) on the primary, and removes
+# benchmark's table (bench/sql/schema.sql and seed.sql) on the primary, and removes
 # everything at the end. As root, the servers run as the `postgres` user.
 #
 # Environment: ROUNDS [5], BENCH_POINT_OPS [100000], BENCH_N [10000], BENCH_C [8], BENCH_P [8].
-# Needs: PostgreSQL's server programs (initdb, pg_ctl, pg_basebackup, psql), pgbouncer,
-# python3, and the harness (../shared/bench beside the clone, or $BENCH_HARNESS).
+# Needs: PostgreSQL's server programs (initdb, pg_ctl, pg_basebackup, psql), pgbouncer and
+# python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/db-target}"
@@ -18,11 +18,6 @@ ROUNDS=${ROUNDS:-5}
 export BENCH_POINT_OPS=${BENCH_POINT_OPS:-100000} BENCH_N=${BENCH_N:-10000}
 export BENCH_C=${BENCH_C:-8} BENCH_P=${BENCH_P:-8} BENCH_SSLMODE=disable
 
-harness=""
-for dir in "${BENCH_HARNESS:-}" "$PWD/../shared/bench" /work/shared/bench; do
-  if [[ -n $dir && -f $dir/schema.sql ]]; then harness=$dir; break; fi
-done
-[[ -n $harness ]] || { echo "scale: the harness (shared/bench) was not found; set BENCH_HARNESS" >&2; exit 1; }
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 pgbouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 [[ -x $pgbouncer ]] || { echo "scale: pgbouncer is not installed" >&2; exit 1; }
@@ -51,8 +46,8 @@ as_pg "$bin/initdb" -D "$work/primary" -U postgres -A trust -E UTF8 --no-sync >/
 start primary "$primary_port"
 psql_() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$primary_port" -U postgres "$@"; }
 psql_ -d postgres -c "CREATE DATABASE bench"
-psql_ -d bench -f "$harness/schema.sql"
-psql_ -d bench -v rows="$BENCH_N" -v email_fmt='user%s@bench.example' -f "$harness/seed.sql"
+psql_ -d bench -f bench/sql/schema.sql
+psql_ -d bench -v rows="$BENCH_N" -v email_fmt='user%s@bench.example' -f bench/sql/seed.sql
 as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$work/standby" \
   -R -X stream --checkpoint=fast --no-sync
 start standby "$standby_port"

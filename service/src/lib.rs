@@ -47,12 +47,12 @@ pub mod user;
 pub mod testing;
 
 pub use config::{ConfigError, DatabaseConfig, DatabaseUrl};
+pub use connection::connect::{ConnectError, ConnectFailure};
 pub use database::DatabaseService;
 pub use error::{Error, Result};
 pub use health::{
     HealthReport, HealthStatus, MigrationsReport, NodeRole, PoolReport, ReplicaReport,
 };
-pub use connection::connect::{ConnectError, ConnectFailure};
 pub use migrator::MigratorOptions;
 pub use routing::{Executor, InvalidWalPosition, Reader, WalPosition};
 /// The SeaORM version this crate is built on, for downstream code that writes its own queries

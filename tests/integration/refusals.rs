@@ -56,9 +56,7 @@ async fn refused_reasons(service: &DatabaseService, id: i32, rounds: usize) -> V
     let mut reasons = Vec::new();
     for round in 0..rounds {
         reasons.push(unavailable_reason(user::get(&service, id).await));
-        reasons.push(unavailable_reason(
-            user::get(&service, id).await,
-        ));
+        reasons.push(unavailable_reason(user::get(&service, id).await));
         reasons.push(unavailable_reason(
             user::create(
                 &service,
@@ -117,7 +115,10 @@ async fn a_role_over_its_connection_limit_is_unavailable_while_the_pool_grows_un
         DatabaseUrl::parse(app_url.clone()).unwrap(),
     ));
     let migrator = DatabaseService::connect(&config).await.unwrap();
-    migrator.apply_migrations(&service::MigratorOptions::default()).await.unwrap();
+    migrator
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     let ada = user::create(&migrator, new_user("ada@x.io", "Someone"))
         .await
         .unwrap();
@@ -261,7 +262,10 @@ async fn a_server_restart_ends_statements_in_flight_refuses_while_down_and_the_p
         DatabaseUrl::parse(cluster.admin_url()).unwrap(),
     ));
     let service = DatabaseService::connect(&config).await.unwrap();
-    service.apply_migrations(&service::MigratorOptions::default()).await.unwrap();
+    service
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
     let ada = user::create(&service, new_user("ada@x.io", "Someone"))
         .await
         .unwrap();

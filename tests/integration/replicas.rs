@@ -214,9 +214,7 @@ async fn a_replica_lagging_past_the_bound_leaves_rotation_until_it_catches_up() 
     let users: Vec<NewUser> = (0..10_000)
         .map(|n| new_user(&format!("user{n}@x.io"), &format!("User {n}")))
         .collect();
-    user::create_many(&service, &users)
-        .await
-        .unwrap();
+    user::create_many(&service, &users).await.unwrap();
     wait_for("the replica to leave rotation", || {
         let service = service.clone();
         async move { service.reader().replica_name().is_none() }

@@ -1,10 +1,10 @@
 //! The fixtures exported behind the `testing` feature do what they promise.
 
 use sea_orm::TransactionTrait;
-use service::{DatabaseService, Executor};
 use service::testing::new_user;
 use service::testing::{TestBackend, TestDatabase, TestTransaction};
 use service::user;
+use service::{DatabaseService, Executor};
 
 use crate::on_both_backends;
 

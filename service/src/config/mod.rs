@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use clap::{Args, Command};
 
-pub use environment::{Environment, Variable, parse, variables};
 pub use connection::database_url::load_dotenv;
+pub use environment::{Environment, Variable, parse, variables};
 pub use url::DatabaseUrl;
 
 /// Everything [`DatabaseService::connect`](crate::DatabaseService::connect) needs. The fields
