@@ -7,6 +7,12 @@
 
 pub mod prelude;
 
+/// This crate's sources, as the workspace's `.cargo/config.toml` sets `ENTITY_SOURCE_DIR` (an
+/// absolute path per checkout); `None` when built outside the workspace. Reading it here makes
+/// the compiler record it, so a build from another checkout that shares the target folder (a
+/// global `target-dir`) recompiles this crate instead of reusing that checkout's entities.
+pub const SOURCE_DIR: Option<&str> = option_env!("ENTITY_SOURCE_DIR");
+
 use sea_orm::sea_query::{IndexCreateStatement, TableCreateStatement};
 use sea_orm::{DbBackend, Schema};
 

@@ -7,9 +7,8 @@ fn main() -> std::process::ExitCode {
         migration_dir: env!("CARGO_MANIFEST_DIR"),
         entities: entity::tables,
         entity_modules: entity::MODULES,
-        // Set by `.cargo/config.toml` to this checkout's folder, so a build from another
-        // checkout sharing the target folder is rebuilt.
-        entity_dir: match option_env!("ENTITY_SOURCE_DIR") {
+        // This checkout's entity sources (see `entity::SOURCE_DIR`).
+        entity_dir: match entity::SOURCE_DIR {
             Some(dir) => dir,
             None => concat!(env!("CARGO_MANIFEST_DIR"), "/../entity/src"),
         },

@@ -213,22 +213,7 @@ pub fn environment() -> Vec<Variable> {
     variables
 }
 
-/// The accepted form of a duration, for errors.
-pub const DURATION_FORM: &str = "a duration such as 500ms, 5s or 2m (a bare number means seconds)";
-
-/// Parses a duration: a bare number is seconds (decimals allowed), anything else as
-/// `humantime` reads it.
-///
-/// # Errors
-///
-/// The accepted form.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| DURATION_FORM.to_owned());
-    }
-    humantime::parse_duration(text).map_err(|_| DURATION_FORM.to_owned())
-}
+pub use settings::{DURATION_FORM, duration as parse_duration};
 
 /// clap's parser for a duration: the error names the option and its variable.
 #[derive(Debug, Clone, Copy)]
@@ -293,7 +278,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("MIGRATION_LOCK_WAIT"), "{err}");
-        assert!(err.contains("500ms, 5s or 2m"), "{err}");
+        assert!(err.contains("500ms, 5s, 2m"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use service::testing::{TestBackend, TestDatabase};
 
 use crate::sql::{execute, query_text};
 
-struct Scratch {
+pub(crate) struct Scratch {
     root: PathBuf,
     target: PathBuf,
 }
@@ -23,8 +23,14 @@ struct Scratch {
 impl Scratch {
     /// A fresh copy of the crates the migrator needs, as a workspace of its own.
     fn new() -> Self {
+        Self::named("autogen-scratch")
+    }
+
+    /// [`Scratch::new`] in a folder of the given name: copies side by side share the target
+    /// folder, as checkouts with a global `target-dir` do.
+    pub(crate) fn named(name: &str) -> Self {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("autogen-scratch");
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
         let _ = std::fs::remove_dir_all(&root);
         for dir in [".cargo", "connection", "entity", "migrator", "migration"] {
             copy_dir(&repo.join(dir), &root.join(dir));
@@ -49,12 +55,12 @@ impl Scratch {
         Self { root, target }
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
 
     /// Compiles the scratch migrator; panics with the compiler's output if it fails.
-    fn build(&self, step: &str) {
+    pub(crate) fn build(&self, step: &str) {
         let output = Command::new(env!("CARGO"))
             .args([
                 "build",
@@ -78,7 +84,7 @@ impl Scratch {
         );
     }
 
-    fn migrator(&self, url: &str, args: &[&str]) -> Output {
+    pub(crate) fn migrator(&self, url: &str, args: &[&str]) -> Output {
         Command::new(self.target.join("debug/migration"))
             .arg("-u")
             .arg(url)
@@ -106,7 +112,7 @@ impl Scratch {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    fn edit(&self, file: &str, from: &str, to: &str) {
+    pub(crate) fn edit(&self, file: &str, from: &str, to: &str) {
         let path = self.path(file);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "{file} has no `{from}`");

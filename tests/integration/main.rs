@@ -19,6 +19,7 @@ mod poolers;
 mod refusals;
 mod replicas;
 mod service;
+mod shared_target;
 mod sql;
 mod test_support;
 mod two_services;

@@ -66,7 +66,7 @@ async fn durations_are_read_at_start_up_and_a_bad_one_stops_it_naming_the_variab
         stderr(&bad)
     );
     assert!(
-        stderr(&bad).contains("MIGRATION_LOCK_WAIT") && stderr(&bad).contains("500ms, 5s or 2m"),
+        stderr(&bad).contains("MIGRATION_LOCK_WAIT") && stderr(&bad).contains("500ms, 5s, 2m"),
         "{}",
         stderr(&bad)
     );

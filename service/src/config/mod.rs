@@ -16,8 +16,10 @@
 
 mod environment;
 mod settings;
-pub mod syntax;
 mod url;
+
+/// The syntax of every value (the `settings` crate).
+pub use ::settings as syntax;
 
 use std::time::Duration;
 

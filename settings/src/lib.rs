@@ -1,5 +1,5 @@
-//! The syntax of every setting's value, one parser per kind, shared by the service's and the
-//! API's settings (clap calls them; their error says what is accepted).
+//! The syntax of every setting's value, one parser per kind, shared by the service's, the
+//! API's and the migrator's settings (clap calls them; their error says what is accepted).
 //!
 //! * durations: `humantime` (`500ms`, `5s`, `2m`, `1h 30m`), or a bare number of seconds (`30`,
 //!   `1.5`);
