@@ -32,7 +32,14 @@ impl Scratch {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
         let _ = std::fs::remove_dir_all(&root);
-        for dir in [".cargo", "connection", "entity", "migrator", "migration"] {
+        for dir in [
+            ".cargo",
+            "connection",
+            "entity",
+            "migrator",
+            "migration",
+            "settings",
+        ] {
             copy_dir(&repo.join(dir), &root.join(dir));
         }
         for file in ["Cargo.lock", "rustfmt.toml"] {
@@ -45,7 +52,7 @@ impl Scratch {
                 [workspace.find("members").unwrap()..]
                 .find(']')
                 .unwrap()],
-            r#"members = ["connection", "entity", "migrator", "migration"]"#,
+            r#"members = ["connection", "entity", "migrator", "migration", "settings"]"#,
         );
         std::fs::write(root.join("Cargo.toml"), workspace).unwrap();
         let target = std::env::var_os("HOME").map_or_else(
