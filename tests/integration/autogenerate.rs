@@ -62,6 +62,13 @@ impl Scratch {
         Self { root, target }
     }
 
+    /// The same copy built in `target` instead (a folder of its own, so that concurrent
+    /// tests never swap each other's migrator binary).
+    pub(crate) fn with_target(mut self, target: PathBuf) -> Self {
+        self.target = target;
+        self
+    }
+
     pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }

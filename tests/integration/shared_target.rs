@@ -36,8 +36,9 @@ fn check(scratch: &Scratch, step: &str) -> (Option<i32>, String) {
 
 #[test]
 fn two_checkouts_sharing_a_target_folder_each_check_their_own_entities() {
-    let plain = Scratch::named("shared-target-plain");
-    let with_post = Scratch::named("shared-target-post");
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared-target");
+    let plain = Scratch::named("shared-target-plain").with_target(target.clone());
+    let with_post = Scratch::named("shared-target-post").with_target(target);
     std::fs::write(with_post.path("entity/src/post.rs"), POST).unwrap();
     with_post.edit(
         "entity/src/lib.rs",
