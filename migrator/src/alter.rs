@@ -216,16 +216,7 @@ impl TableChange {
                     .await?;
                 }
                 Op::DropUnique(columns) => {
-                    let name = pg_constraint_on(manager, &self.table, 'u', &columns).await?;
-                    execute(
-                        manager,
-                        format!(
-                            "ALTER TABLE {} DROP CONSTRAINT {}",
-                            quote(&self.table),
-                            quote(&name)
-                        ),
-                    )
-                    .await?;
+                    drop_pg_constraint_on(manager, &self.table, 'u', &columns).await?;
                 }
                 Op::AddForeignKey(mut foreign_key) => {
                     manager
@@ -233,16 +224,7 @@ impl TableChange {
                         .await?;
                 }
                 Op::DropForeignKey(columns) => {
-                    let name = pg_constraint_on(manager, &self.table, 'f', &columns).await?;
-                    execute(
-                        manager,
-                        format!(
-                            "ALTER TABLE {} DROP CONSTRAINT {}",
-                            quote(&self.table),
-                            quote(&name)
-                        ),
-                    )
-                    .await?;
+                    drop_pg_constraint_on(manager, &self.table, 'f', &columns).await?;
                 }
             }
         }
@@ -255,6 +237,26 @@ fn names<I: IntoIden>(columns: impl IntoIterator<Item = I>) -> Vec<String> {
         .into_iter()
         .map(|c| c.into_iden().to_string())
         .collect()
+}
+
+/// Drops the constraint of kind `kind` (`u`nique, `f`oreign key) on exactly `columns`, found
+/// by its columns since its name is the server's choice.
+async fn drop_pg_constraint_on(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    kind: char,
+    columns: &[String],
+) -> Result<(), DbErr> {
+    let name = pg_constraint_on(manager, table, kind, columns).await?;
+    execute(
+        manager,
+        format!(
+            "ALTER TABLE {} DROP CONSTRAINT {}",
+            quote(table),
+            quote(&name)
+        ),
+    )
+    .await
 }
 
 /// The name of the constraint of kind `kind` (`u`nique, `f`oreign key) on exactly `columns`.
