@@ -14,7 +14,7 @@
 //! # use sea_orm_migration::{prelude::*, schema::*};
 //! # #[derive(DeriveIden)] enum User { Table, Bio, Name }
 //! # async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-//! migration::alter::table(User::Table)
+//! migrator::alter::table(User::Table)
 //!     .add_column(string_null(User::Bio))
 //!     .alter_column(string_len(User::Name, 100))
 //!     .apply(manager)
