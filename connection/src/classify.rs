@@ -11,8 +11,18 @@ use sea_orm::{DbErr, RuntimeErr, sqlx};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// `28000`, `28P01`: the user name or password was rejected.
+    /// `28P01`: the password (or the user name: the server does not say which) was rejected.
     InvalidCredentials,
+    /// `28000` "no pg_hba.conf entry … no encryption": the server accepts this host, user and
+    /// database only over TLS.
+    EncryptionRequired,
+    /// `28000` "role … is not permitted to log in": the role lacks the `LOGIN` attribute.
+    LoginNotPermitted,
+    /// Other `28000`: `pg_hba.conf` has no entry for (or rejects) this host, user, database
+    /// and encryption, or the role does not exist (under trust authentication).
+    ConnectionNotAllowed,
+    /// `42501` (`insufficient_privilege`): the role lacks a privilege the statement needs.
+    InsufficientPrivilege,
     /// `3D000`: no database of that name.
     UnknownDatabase,
     /// `57P03` (`cannot_connect_now`): the server is starting up, shutting down or in recovery.
@@ -146,7 +156,14 @@ pub fn classify(err: &DbErr) -> ErrorKind {
 /// The PostgreSQL SQLSTATE table.
 fn postgres_kind(code: &str, message: &str) -> ErrorKind {
     match code {
-        "28000" | "28P01" => ErrorKind::InvalidCredentials,
+        "28P01" => ErrorKind::InvalidCredentials,
+        // The server's message is the only thing that tells these apart (PostgreSQL reports
+        // them all as `28000`); with `lc_messages` other than English, all are
+        // `ConnectionNotAllowed`, whose text names encryption as a possible cause.
+        "28000" if message.contains("no encryption") => ErrorKind::EncryptionRequired,
+        "28000" if message.contains("not permitted to log in") => ErrorKind::LoginNotPermitted,
+        "28000" => ErrorKind::ConnectionNotAllowed,
+        "42501" => ErrorKind::InsufficientPrivilege,
         "3D000" => ErrorKind::UnknownDatabase,
         "57P03" => ErrorKind::ServerStarting,
         "53300" => ErrorKind::TooManyConnections,
@@ -175,6 +192,113 @@ fn sqlite_kind(code: &str, message: &str) -> ErrorKind {
     }
 }
 
+/// Why a TLS handshake failed (or was never made), as the client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server's certificate is not signed by a CA the client trusts (`sslrootcert`).
+    UnknownIssuer,
+    /// The server's certificate does not name the host the client connected to
+    /// (`sslmode=verify-full`).
+    HostNameMismatch,
+    /// The server's certificate has expired, or is not valid yet.
+    Expired,
+    /// The server does not offer TLS, while `sslmode` requires it.
+    NotOffered,
+    /// The server refused the client's certificate, or asked for one the client did not have
+    /// (a TLS alert from the server).
+    ClientCertificateRefused,
+    /// The client's certificate or key (`sslcert`, `sslkey`) or the CA file (`sslrootcert`)
+    /// cannot be used.
+    ClientFiles(String),
+    /// Anything else, with the TLS library's words.
+    Other(String),
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownIssuer => f.write_str(
+                "the server's certificate is not signed by a CA this client trusts (set \
+                 sslrootcert to the file of the CA that signed it: your provider's CA bundle)",
+            ),
+            Self::HostNameMismatch => f.write_str(
+                "the server's certificate is not valid for the host name in the URL (connect \
+                 with a name the certificate lists; sslmode=verify-ca skips this check)",
+            ),
+            Self::Expired => f.write_str(
+                "the server's certificate has expired or is not valid yet (renew it on the \
+                 server, or check this machine's clock)",
+            ),
+            Self::NotOffered => f.write_str(
+                "the server does not offer TLS, and sslmode requires it (turn on ssl at the \
+                 server, or lower sslmode)",
+            ),
+            Self::ClientCertificateRefused => f.write_str(
+                "the server refused the client certificate, or wanted one (set sslcert and \
+                 sslkey to a certificate its ssl_ca_file trusts, whose common name is the user)",
+            ),
+            Self::ClientFiles(reason) => {
+                write!(f, "cannot use the TLS certificate or key files ({reason})")
+            }
+            Self::Other(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// The TLS failure inside `err`, if that is what it is. (rustls reports a failed handshake as
+/// an I/O error wrapping its own error; sqlx reports a server without TLS and unusable
+/// certificate files as `Error::Tls`.)
+#[must_use]
+pub fn tls_failure(err: &sqlx::Error) -> Option<TlsFailure> {
+    use rustls::Error as Rustls;
+    match err {
+        sqlx::Error::Tls(e) => {
+            let text = e.to_string();
+            Some(if text.contains("does not support TLS") {
+                TlsFailure::NotOffered
+            } else if let Some(rustls) = e.downcast_ref::<Rustls>() {
+                rustls_failure(rustls)
+            } else {
+                TlsFailure::ClientFiles(text)
+            })
+        }
+        sqlx::Error::Configuration(e) if e.to_string().contains("key and certs") => {
+            Some(TlsFailure::ClientFiles(e.to_string()))
+        }
+        sqlx::Error::Io(io) => {
+            let inner = io.get_ref()?.downcast_ref::<Rustls>()?;
+            Some(rustls_failure(inner))
+        }
+        _ => None,
+    }
+}
+
+fn rustls_failure(err: &rustls::Error) -> TlsFailure {
+    use rustls::{CertificateError as C, Error as Rustls};
+    match err {
+        Rustls::InvalidCertificate(cert) => match cert {
+            C::UnknownIssuer | C::BadSignature => TlsFailure::UnknownIssuer,
+            C::NotValidForName | C::NotValidForNameContext { .. } => TlsFailure::HostNameMismatch,
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => TlsFailure::Expired,
+            other => TlsFailure::Other(format!("invalid server certificate: {other:?}")),
+        },
+        Rustls::AlertReceived(alert) => {
+            let alert = format!("{alert:?}");
+            if alert.contains("Certificate") || alert.contains("UnknownCA") {
+                TlsFailure::ClientCertificateRefused
+            } else {
+                TlsFailure::Other(format!("the server sent the TLS alert {alert}"))
+            }
+        }
+        Rustls::NoCertificatesPresented => TlsFailure::ClientCertificateRefused,
+        other => TlsFailure::Other(other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +307,8 @@ mod tests {
     fn sqlstates_by_class() {
         let kind = |code| ServerError::postgres(code, "m", false, false).kind;
         assert_eq!(kind("28P01"), ErrorKind::InvalidCredentials);
+        assert_eq!(kind("28000"), ErrorKind::ConnectionNotAllowed);
+        assert_eq!(kind("42501"), ErrorKind::InsufficientPrivilege);
         assert_eq!(kind("53300"), ErrorKind::TooManyConnections);
         assert_eq!(kind("53100"), ErrorKind::OutOfResources);
         assert_eq!(kind("57P03"), ErrorKind::ServerStarting);
@@ -194,6 +320,26 @@ mod tests {
         assert_eq!(
             ServerError::postgres("08P01", "unsupported startup parameter: x", true, true).kind,
             ErrorKind::StartupParameterRefused
+        );
+    }
+
+    #[test]
+    fn the_refusals_of_class_28_are_told_apart_by_the_servers_words() {
+        let kind = |message| ServerError::postgres("28000", message, true, true).kind;
+        assert_eq!(
+            kind(
+                "no pg_hba.conf entry for host \"127.0.0.1\", user \"app\", database \"app\", \
+                 no encryption"
+            ),
+            ErrorKind::EncryptionRequired
+        );
+        assert_eq!(
+            kind("role \"reader\" is not permitted to log in"),
+            ErrorKind::LoginNotPermitted
+        );
+        assert_eq!(
+            kind("pg_hba.conf rejects connection for host \"127.0.0.1\", user \"x\""),
+            ErrorKind::ConnectionNotAllowed
         );
     }
 

@@ -9,7 +9,7 @@ use sea_orm::{
     ConnAcquireErr, ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr, sqlx,
 };
 
-use crate::classify::ErrorKind;
+use crate::classify::{ErrorKind, TlsFailure};
 use crate::database_url::redact;
 
 /// Why a connection could not be opened.
@@ -31,15 +31,24 @@ pub enum ConnectFailure {
     ServerStarting,
     /// The server has no free connection slots.
     TooManyConnections,
-    /// The user name or password was rejected.
+    /// The password was rejected (`28P01`; also a user that does not exist: the server does
+    /// not say which).
     Authentication,
+    /// The server accepts this host, user and database only over TLS, and the connection was
+    /// not encrypted (`28000`, "no pg_hba.conf entry … no encryption").
+    EncryptionRequired,
+    /// The role exists but may not log in (`28000`, the role lacks `LOGIN`).
+    LoginNotPermitted,
+    /// The server's `pg_hba.conf` allows no connection of this host, user, database and
+    /// encryption, or rejects it (`28000`).
+    NotAllowed,
     /// The server has no database of that name.
     UnknownDatabase,
     /// The SQLite file cannot be opened (missing folder, permissions, `mode=ro` on a missing
     /// file).
     CannotOpenFile,
-    /// TLS could not be negotiated.
-    Tls,
+    /// TLS could not be negotiated, for this reason.
+    Tls(TlsFailure),
     /// The server is a standby in recovery (read-only), where the primary was expected.
     Standby,
     /// The server, or a connection pooler in front of it, refused a start-up parameter the
@@ -84,10 +93,15 @@ impl ConnectFailure {
             | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
             other => return Self::Other(scrub(&other.to_string(), secret)),
         };
+        if let Some(failure) = crate::classify::tls_failure(sqlx_err) {
+            return Self::Tls(match failure {
+                TlsFailure::ClientFiles(text) => TlsFailure::ClientFiles(scrub(&text, secret)),
+                TlsFailure::Other(text) => TlsFailure::Other(scrub(&text, secret)),
+                failure => failure,
+            });
+        }
         match &**sqlx_err {
             sqlx::Error::Configuration(e) if e.is::<InRecovery>() => Self::Standby,
-            sqlx::Error::Configuration(e) => Self::InvalidUrl(scrub(&e.to_string(), secret)),
-            sqlx::Error::Tls(_) => Self::Tls,
             sqlx::Error::PoolTimedOut => Self::TimedOut,
             sqlx::Error::Io(io) => match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => Self::Refused,
@@ -102,6 +116,9 @@ impl ConnectFailure {
             sqlx::Error::Database(_) => match crate::classify::server_error(err) {
                 Some(server) => match server.kind {
                     ErrorKind::InvalidCredentials => Self::Authentication,
+                    ErrorKind::EncryptionRequired => Self::EncryptionRequired,
+                    ErrorKind::LoginNotPermitted => Self::LoginNotPermitted,
+                    ErrorKind::ConnectionNotAllowed => Self::NotAllowed,
                     ErrorKind::UnknownDatabase => Self::UnknownDatabase,
                     ErrorKind::ServerStarting => Self::ServerStarting,
                     ErrorKind::TooManyConnections => Self::TooManyConnections,
@@ -137,12 +154,25 @@ impl fmt::Display for ConnectFailure {
             Self::TimedOut => f.write_str("timed out (the server did not answer in time)"),
             Self::ServerStarting => f.write_str("the server is starting up or shutting down"),
             Self::TooManyConnections => f.write_str("the server has no free connection slots"),
-            Self::Authentication => {
-                f.write_str("authentication failed (check the user name and password)")
-            }
+            Self::Authentication => f.write_str(
+                "password authentication failed (check the user name and the password)",
+            ),
+            Self::EncryptionRequired => f.write_str(
+                "the server accepts this user only over an encrypted connection (TLS), and this \
+                 one was not encrypted: set sslmode=verify-full and sslrootcert=CA-FILE in the URL \
+                 (or sslmode=require)",
+            ),
+            Self::LoginNotPermitted => f.write_str(
+                "the role is not permitted to log in (it lacks the LOGIN attribute: \
+                 ALTER ROLE … LOGIN, or connect as a login role)",
+            ),
+            Self::NotAllowed => f.write_str(
+                "the server's pg_hba.conf allows no connection for this host, user and database \
+                 (or rejects it); if the server requires TLS, set sslmode=verify-full in the URL",
+            ),
             Self::UnknownDatabase => f.write_str("the database does not exist on that server"),
             Self::CannotOpenFile => f.write_str("cannot open the SQLite database file"),
-            Self::Tls => f.write_str("TLS negotiation failed"),
+            Self::Tls(failure) => write!(f, "TLS failed: {failure}"),
             Self::Standby => f.write_str(
                 "the server is a standby in recovery (read-only); the URL must point at the primary",
             ),
@@ -273,12 +303,37 @@ pub async fn connect_pooled(
                 target: redact(&url),
                 failure,
             })?;
-        options.map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None));
+        let tls_url = url.clone();
+        options.map_sqlx_postgres_opts(move |pg| adjust_postgres_options(pg, &tls_url));
     }
     let db = Database::connect(options)
         .await
         .map_err(|err| ConnectError::new(&url, &err))?;
     Ok((db, sessions))
+}
+
+/// What every PostgreSQL connection of the project gets on top of what sqlx reads from `url`:
+///
+/// * no `extra_float_digits` start-up parameter (PgBouncer refuses it; PostgreSQL 12 and newer
+///   send floats exactly anyway);
+/// * libpq's meaning of `sslmode=require` with `sslrootcert`: the server's certificate is then
+///   verified against that CA (as `verify-ca`), where sqlx alone would accept any certificate.
+#[must_use]
+pub fn adjust_postgres_options(
+    options: sqlx::postgres::PgConnectOptions,
+    url: &str,
+) -> sqlx::postgres::PgConnectOptions {
+    use sqlx::postgres::PgSslMode;
+    let mut options = options.extra_float_digits(None);
+    let root_cert = url::Url::parse(url).ok().is_some_and(|parsed| {
+        parsed
+            .query_pairs()
+            .any(|(key, _)| matches!(&*key, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+    });
+    if root_cert && matches!(options.get_ssl_mode(), PgSslMode::Require) {
+        options = options.ssl_mode(PgSslMode::VerifyCa);
+    }
+    options
 }
 
 /// Connects twice to `url` and tells whether the server sessions behind the two connections
@@ -293,7 +348,7 @@ async fn probe_postgres(
         ConnectFailure::classify(&err, password(url).as_deref())
     };
     let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(failure)?;
-    let options = options.extra_float_digits(None);
+    let options = adjust_postgres_options(options, url);
     let probe = async {
         let mut first = options.connect().await.map_err(failure)?;
         let standby = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")

@@ -155,7 +155,10 @@ pub(crate) async fn open_replicas(
             // A read that cannot get a replica connection soon goes to the primary instead.
             .acquire_timeout(config.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT))
             .connect_lazy(true)
-            .map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None));
+            .map_sqlx_postgres_opts({
+                let url = url.expose_secret();
+                move |pg| connection::connect::adjust_postgres_options(pg, &url)
+            });
         let conn = Database::connect(options)
             .await
             .map_err(|err| Error::Connect(ConnectError::new(&url.expose_secret(), &err)))?;

@@ -195,7 +195,14 @@ fn refusal_of(server: &ServerError<'_>) -> Option<Refusal> {
             "the database does not exist (renamed or dropped?)"
         }
         // The role or its password changed under the running service.
-        ErrorKind::InvalidCredentials if opening => "the server rejected the credentials",
+        ErrorKind::InvalidCredentials if opening => "the server rejected the password",
+        ErrorKind::EncryptionRequired if opening => {
+            "the server requires an encrypted connection (TLS) for this user"
+        }
+        ErrorKind::LoginNotPermitted if opening => "the role is not permitted to log in",
+        ErrorKind::ConnectionNotAllowed if opening => {
+            "the server's pg_hba.conf allows no connection for this host, user and database"
+        }
         ErrorKind::ConnectionFailed | ErrorKind::StartupParameterRefused => "the connection failed",
         ErrorKind::TooManyConnections | ErrorKind::OutOfResources => {
             "the server is out of resources"

@@ -47,6 +47,7 @@ pub mod user;
 pub mod testing;
 
 pub use config::{ConfigError, DatabaseConfig, DatabaseUrl};
+pub use connection::classify::TlsFailure;
 pub use connection::connect::{ConnectError, ConnectFailure};
 pub use database::DatabaseService;
 pub use error::{Error, Result};

@@ -22,6 +22,7 @@ mod service;
 mod shared_target;
 mod sql;
 mod test_support;
+mod tls;
 mod two_services;
 mod user_repository;
 

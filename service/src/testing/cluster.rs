@@ -100,6 +100,16 @@ impl TestCluster {
     }
 
     pub(super) fn try_start(password: Option<&str>) -> Result<Self, String> {
+        Self::try_start_configured(password, |_| Ok(()))
+    }
+
+    /// [`try_start`](Self::try_start), with `configure` run on the data folder between
+    /// `initdb` and the start (files it writes there are handed to `postgres` when running as
+    /// root).
+    pub(super) fn try_start_configured(
+        password: Option<&str>,
+        configure: impl FnOnce(&std::path::Path) -> Result<(), String>,
+    ) -> Result<Self, String> {
         let cluster = Self::new_folder(password)?;
         let mut initdb = cluster.tool("initdb");
         initdb
@@ -122,6 +132,15 @@ impl TestCluster {
             initdb.args(["-A", "trust"]);
         }
         run(&mut initdb, "initdb")?;
+        configure(&cluster.data())?;
+        if cluster.as_root {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres"])
+                    .arg(cluster.data()),
+                "chown the data folder",
+            )?;
+        }
         cluster.start_server()?;
         Ok(cluster)
     }

@@ -48,6 +48,7 @@ mod pgbouncer;
 mod postgres;
 mod proxy;
 mod replica_pair;
+mod tls_cluster;
 mod transaction;
 
 use std::path::PathBuf;
@@ -66,6 +67,7 @@ pub use helpers::{free_port, new_user, scalar, with_quick_timeouts};
 pub use pgbouncer::{PoolMode, TestPgBouncer};
 pub use proxy::FaultProxy;
 pub use replica_pair::TestReplicaPair;
+pub use tls_cluster::{ServerCertificate, TestTlsCluster};
 pub use transaction::TestTransaction;
 
 /// Which database a [`TestDatabase`] runs on.
