@@ -8,6 +8,7 @@ pub mod connect;
 pub mod database_url;
 #[cfg(feature = "logging")]
 mod logging;
+pub mod secrets;
 
 pub use classify::{ErrorKind, classify};
 pub use connect::{ConnectError, ConnectFailure};

@@ -234,6 +234,10 @@ pub enum CliError {
     /// `.env` exists but cannot be used.
     #[error("{0}")]
     DotEnv(String),
+    /// A secret file (`DATABASE_URL_FILE`, …) cannot be used, or is set together with its
+    /// variable (the message names the variable and path, never the content).
+    #[error("{0}")]
+    SecretFile(String),
     /// `generate` failed.
     #[error("cannot generate the migration: {0}")]
     Generate(String),
@@ -323,18 +327,43 @@ pub fn run<M: MigrationSources + 'static>(cli: Cli, project: &Project) -> Result
 /// `DATABASE_URL` points at a connection pooler: the migration lock needs a session of its
 /// own), else `DATABASE_URL`, else the embedded SQLite file. (`sea-orm-cli migrate -u URL`
 /// passes its URL as `DATABASE_URL`.) The one place the migrator resolves its URL.
-fn database_url(cli: &Cli) -> UrlSource {
-    let env = |name| {
+///
+/// Each URL may come from a secret file instead (`DATABASE_DIRECT_URL_FILE`,
+/// `DATABASE_URL_FILE`; both a variable and its file is an error), and a PostgreSQL URL
+/// without a password takes the one in `DATABASE_PASSWORD_FILE`.
+fn database_url(cli: &Cli) -> Result<UrlSource, CliError> {
+    use connection::secrets;
+    let env = |name: &str| {
         std::env::var(name)
             .ok()
             .filter(|url: &String| !url.trim().is_empty())
     };
-    UrlSource::from_option(
-        cli.database_url
-            .clone()
-            .or_else(|| env("DATABASE_DIRECT_URL"))
-            .or_else(|| env("DATABASE_URL")),
-    )
+    let from = |name: &str| -> Result<Option<String>, CliError> {
+        let file_variable = format!("{name}_FILE");
+        match (env(name), env(&file_variable)) {
+            (Some(_), Some(_)) => Err(CliError::SecretFile(secrets::both_set(name))),
+            (None, Some(path)) => secrets::read(&file_variable, std::path::Path::new(&path))
+                .map(Some)
+                .map_err(CliError::SecretFile),
+            (value, None) => Ok(value),
+        }
+    };
+    let url = match cli.database_url.clone() {
+        Some(url) => Some(url),
+        None => match from("DATABASE_DIRECT_URL")? {
+            Some(url) => Some(url),
+            None => from("DATABASE_URL")?,
+        },
+    };
+    let url = match (url, env("DATABASE_PASSWORD_FILE")) {
+        (Some(url), Some(path)) if secrets::wants_password(&url) => {
+            let password = secrets::read("DATABASE_PASSWORD_FILE", std::path::Path::new(&path))
+                .map_err(CliError::SecretFile)?;
+            Some(secrets::with_password(&url, &password).unwrap_or(url))
+        }
+        (url, _) => url,
+    };
+    Ok(UrlSource::from_option(url))
 }
 
 /// `up --sql`, `down --sql`: print what would run (see [`crate::offline`]).
@@ -370,7 +399,7 @@ async fn offline<M: MigrationSources>(
         _ => return Ok(exit_code::OK),
     };
     let script = crate::offline::script::<M>(
-        &database_url(cli).url(),
+        &database_url(cli)?.url(),
         cli.shadow_database_url.as_deref(),
         &status,
         direction,
@@ -387,7 +416,7 @@ async fn model_first<M: MigrationSources + 'static>(
     command: &Command,
     project: &Project,
 ) -> Result<u8, CliError> {
-    let url = database_url(cli).url();
+    let url = database_url(cli)?.url();
     crate::autogen::model::check_declared(project.entity_modules, project.entity_dir)
         .map_err(CliError::Autogenerate)?;
     let comparison =
@@ -485,7 +514,7 @@ async fn model_first<M: MigrationSources + 'static>(
 }
 
 async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
-    let source = database_url(cli);
+    let source = database_url(cli)?;
     let url = source.url();
     source.announce();
     source.prepare().map_err(|source| CliError::PrepareSqlite {

@@ -166,6 +166,22 @@ const RESOLVED_BY_THE_CLI: &[(&str, Option<&str>, &str)] = &[
         "The database to migrate when DATABASE_DIRECT_URL is unset",
     ),
     (
+        "DATABASE_URL_FILE",
+        None,
+        "A file holding DATABASE_URL (a Docker or Kubernetes secret); not together with \
+         DATABASE_URL",
+    ),
+    (
+        "DATABASE_DIRECT_URL_FILE",
+        None,
+        "A file holding DATABASE_DIRECT_URL; not together with DATABASE_DIRECT_URL",
+    ),
+    (
+        "DATABASE_PASSWORD_FILE",
+        None,
+        "A file holding the password of the database URL when it has none",
+    ),
+    (
         "DATABASE_SCHEMA",
         Some("the server's search path"),
         "PostgreSQL schema to migrate; ignored on SQLite",

@@ -9,7 +9,7 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, sqlx,
 };
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::error::{Error, Result};
 
 /// Opens the primary's pool, retrying with exponential backoff (100 ms, doubling, at most 5 s
@@ -145,7 +145,7 @@ const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// fails nothing here).
 pub(crate) async fn open_replicas(
     config: &DatabaseConfig,
-) -> Result<Vec<(String, DatabaseConnection)>> {
+) -> Result<Vec<(String, DatabaseConnection, DatabaseUrl)>> {
     let mut pools = Vec::with_capacity(config.replica_urls.len());
     for url in &config.replica_urls {
         let mut replica = config.clone();
@@ -162,7 +162,7 @@ pub(crate) async fn open_replicas(
         let conn = Database::connect(options)
             .await
             .map_err(|err| Error::Connect(ConnectError::new(&url.expose_secret(), &err)))?;
-        pools.push((url.node_name(), conn));
+        pools.push((url.node_name(), conn, url.clone()));
     }
     Ok(pools)
 }

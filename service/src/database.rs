@@ -168,11 +168,10 @@ impl DatabaseService {
                         Migrator::migration_table_name()
                     ),
                 ),
-                primary: Arc::new(Pool::new(
-                    db,
-                    PoolMetrics::primary(),
-                    config.connection_hold,
-                )),
+                primary: Arc::new(
+                    Pool::new(db, PoolMetrics::primary(), config.connection_hold)
+                        .with_credentials_of(&config.url),
+                ),
                 url: config.url.clone(),
                 max_connections: config.max_connections,
                 health_timeout: config.health_timeout,
@@ -305,7 +304,13 @@ impl DatabaseService {
         let up = |db| migrator::runner::up::<Migrator>(db, migrator::runner::UpTo::Latest, options);
         match &self.inner.direct {
             Some(direct) => {
-                let mut options = connect_options(direct, Role::Primary);
+                // A secret file is read again for the new connection.
+                let mut direct = direct.clone();
+                direct.url = direct
+                    .url
+                    .reread()
+                    .map_err(crate::config::ConfigError::SecretFile)?;
+                let mut options = connect_options(&direct, Role::Primary);
                 options.max_connections(2).min_connections(0);
                 let db = connection::connect::connect(options).await?;
                 let applied = up(&db).await;

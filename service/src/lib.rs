@@ -40,6 +40,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 mod routing;
+mod secrets;
 mod transaction;
 pub mod user;
 

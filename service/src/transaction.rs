@@ -27,8 +27,12 @@ impl Transaction {
     /// Begins a transaction on `primary`.
     pub(crate) async fn begin(primary: Arc<Pool>) -> Result<Self> {
         use sea_orm::TransactionTrait as _;
+        let mut begun = primary.conn.begin().await;
+        if primary.password_renewed(&begun).await {
+            begun = primary.conn.begin().await;
+        }
         let transaction = primary
-            .retire_if_read_only(primary.conn.begin().await)
+            .retire_if_read_only(begun)
             .map_err(|err| Error::from_db("begin a transaction", err))?;
         Ok(Self {
             transaction,

@@ -87,6 +87,9 @@ pub struct DatabaseConfig {
     /// ([`DatabaseService::apply_migrations`](crate::DatabaseService::apply_migrations)) hold a
     /// session-level lock, which only a direct connection keeps. `None`: `url`.
     pub direct_url: Option<DatabaseUrl>,
+    /// A secret file (`DATABASE_URL_FILE`, …) that could not be used, reported by
+    /// [`validate`](Self::validate).
+    file_error: Option<ConfigError>,
 }
 
 impl DatabaseConfig {
@@ -155,6 +158,9 @@ impl DatabaseConfig {
     /// [`ConfigError::InvalidValue`] for a zero pool size or timeout, or a minimum above the
     /// maximum.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(err) = &self.file_error {
+            return Err(err.clone());
+        }
         if self.max_connections == 0 {
             return Err(invalid("DB_MAX_CONNECTIONS", "0", "must be at least 1"));
         }
@@ -265,6 +271,11 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A secret file (`DATABASE_URL_FILE`, `DATABASE_PASSWORD_FILE`, …) cannot be used, or is
+    /// set together with its variable. The message names the variable and the path, never the
+    /// file's content.
+    #[error("{0}")]
+    SecretFile(String),
     /// A `.env` file exists but cannot be used.
     #[error("{0}")]
     DotEnv(String),
@@ -526,6 +537,79 @@ mod tests {
     }
 
     #[test]
+    fn urls_and_passwords_come_from_secret_files_and_never_show() {
+        let dir = std::env::temp_dir().join(format!("config_secrets_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url_file = dir.join("url");
+        let password_file = dir.join("password");
+        std::fs::write(&url_file, "postgres://app:s3cret-url@db:5432/app\n").unwrap();
+        std::fs::write(&password_file, "s3cret-p@ss\n").unwrap();
+        let url_path = url_file.display().to_string();
+        let password_path = password_file.display().to_string();
+
+        let from_file = config(&[("DATABASE_URL_FILE", &url_path)]).unwrap();
+        assert_eq!(
+            from_file.url.expose_secret(),
+            "postgres://app:s3cret-url@db:5432/app"
+        );
+        let with_password = config(&[
+            ("DATABASE_URL", "postgres://app@db:5432/app"),
+            (
+                "DATABASE_REPLICA_URLS",
+                "postgres://app@r1/app,postgres://other:own@r2/app",
+            ),
+            ("DATABASE_PASSWORD_FILE", &password_path),
+        ])
+        .unwrap();
+        assert_eq!(
+            connection::connect::password(&with_password.url.expose_secret()).as_deref(),
+            Some("s3cret-p@ss")
+        );
+        let replicas: Vec<Option<String>> = with_password
+            .replica_urls
+            .iter()
+            .map(|url| connection::connect::password(&url.expose_secret()))
+            .collect();
+        assert_eq!(
+            replicas,
+            [Some("s3cret-p@ss".to_owned()), Some("own".to_owned())]
+        );
+        for shown in [
+            format!("{from_file:?}"),
+            format!("{with_password:?}"),
+            from_file.url.to_string(),
+            with_password.url.to_string(),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+
+        let err = config(&[
+            ("DATABASE_URL", "postgres://app@db/app"),
+            ("DATABASE_URL_FILE", &url_path),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DATABASE_URL and DATABASE_URL_FILE are both set: set one of them"
+        );
+        let err = config(&[("DATABASE_PASSWORD_FILE", &password_path)]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("DATABASE_PASSWORD_FILE is set, but"),
+            "{err}"
+        );
+        let missing = dir.join("missing").display().to_string();
+        let err = config(&[("DATABASE_DIRECT_URL_FILE", &missing)]).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "DATABASE_DIRECT_URL_FILE={missing}: cannot read the file"
+            )),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn durations_take_units_or_seconds_and_a_bad_one_names_the_variable_and_the_form() {
         let two_minutes = config(&[("DB_CONNECT_TIMEOUT", "2m")]).unwrap();
         assert_eq!(two_minutes.connect_timeout, Duration::from_secs(120));
@@ -553,7 +637,7 @@ mod tests {
     fn variables_list_every_setting_with_its_default() {
         let variables = DatabaseConfig::variables();
         let names: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(names.len(), 19, "{names:?}");
+        assert_eq!(names.len(), 23, "{names:?}");
         let find = |name: &str| variables.iter().find(|v| v.name == name).unwrap();
         assert_eq!(find("DB_CONNECT_TIMEOUT").default.as_deref(), Some("5s"));
         assert_eq!(find("DB_REPLICA_MAX_LAG").default.as_deref(), Some("16MiB"));

@@ -4,13 +4,14 @@
 //! (which flattens it), [`DatabaseConfig::variables`] and the README's table through its test —
 //! reads this one definition.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 use super::syntax;
 use super::url::{self, DatabaseUrl, UrlList};
-use super::{DatabaseConfig, default_application_name};
+use super::{ConfigError, DatabaseConfig, default_application_name};
 
 #[derive(Debug, Clone, Args)]
 #[group(id = "database")]
@@ -72,14 +73,117 @@ pub(super) struct Settings {
     /// The server itself when `DATABASE_URL` is a connection pooler: what the migrator and `apply_migrations` use [default: DATABASE_URL]
     #[arg(long = "database-direct-url", env = "DATABASE_DIRECT_URL", value_name = "URL", hide_env_values = true, value_parser = url::one)]
     direct_url: Option<DatabaseUrl>,
+    /// A file holding DATABASE_URL (a Docker or Kubernetes secret), read at start-up and again for new connections; not together with DATABASE_URL
+    #[arg(
+        long = "database-url-file",
+        env = "DATABASE_URL_FILE",
+        value_name = "PATH"
+    )]
+    url_file: Option<PathBuf>,
+    /// A file holding DATABASE_DIRECT_URL, as DATABASE_URL_FILE
+    #[arg(
+        long = "database-direct-url-file",
+        env = "DATABASE_DIRECT_URL_FILE",
+        value_name = "PATH"
+    )]
+    direct_url_file: Option<PathBuf>,
+    /// A file holding DATABASE_REPLICA_URLS (comma- or line-separated), as DATABASE_URL_FILE
+    #[arg(
+        long = "database-replica-urls-file",
+        env = "DATABASE_REPLICA_URLS_FILE",
+        value_name = "PATH"
+    )]
+    replica_urls_file: Option<PathBuf>,
+    /// A file holding the password of every PostgreSQL URL that has none, read at start-up and again for new connections
+    #[arg(
+        long = "database-password-file",
+        env = "DATABASE_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    password_file: Option<PathBuf>,
+}
+
+/// The URLs as configured directly or through secret files: primary, replicas, direct.
+type Urls = (Option<DatabaseUrl>, Vec<DatabaseUrl>, Option<DatabaseUrl>);
+
+impl Settings {
+    /// The URLs, each from its variable or its `_FILE`, with the password file applied to
+    /// those without a password.
+    fn urls(&self) -> Result<Urls, ConfigError> {
+        use connection::secrets::both_set;
+        let secret = ConfigError::SecretFile;
+        let one = |name: &str, value: &Option<DatabaseUrl>, file: &Option<PathBuf>, variable| match (
+            value, file,
+        ) {
+            (Some(_), Some(_)) => Err(secret(both_set(name))),
+            (None, Some(path)) => DatabaseUrl::from_file(variable, path)
+                .map(Some)
+                .map_err(secret),
+            (value, None) => Ok(value.clone()),
+        };
+        let mut url = one(
+            "DATABASE_URL",
+            &self.url,
+            &self.url_file,
+            "DATABASE_URL_FILE",
+        )?;
+        let mut direct = one(
+            "DATABASE_DIRECT_URL",
+            &self.direct_url,
+            &self.direct_url_file,
+            "DATABASE_DIRECT_URL_FILE",
+        )?;
+        let mut replicas = match (&self.replica_urls, &self.replica_urls_file) {
+            (Some(_), Some(_)) => return Err(secret(both_set("DATABASE_REPLICA_URLS"))),
+            (None, Some(path)) => {
+                DatabaseUrl::list_from_file("DATABASE_REPLICA_URLS_FILE", path).map_err(secret)?
+            }
+            (list, None) => list.clone().map(|list| list.0).unwrap_or_default(),
+        };
+        if let Some(path) = &self.password_file {
+            let mut applied = false;
+            let mut apply = |url: &mut DatabaseUrl| -> Result<(), ConfigError> {
+                if url.wants_password() {
+                    *url = url
+                        .clone()
+                        .with_password_file("DATABASE_PASSWORD_FILE", path)
+                        .map_err(secret)?;
+                    applied = true;
+                }
+                Ok(())
+            };
+            for url in url
+                .iter_mut()
+                .chain(direct.iter_mut())
+                .chain(replicas.iter_mut())
+            {
+                apply(url)?;
+            }
+            if !applied {
+                return Err(secret(
+                    "DATABASE_PASSWORD_FILE is set, but no PostgreSQL URL without a password is \
+                     configured (DATABASE_URL, DATABASE_DIRECT_URL, DATABASE_REPLICA_URLS or \
+                     their _FILE variables)"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok((url, replicas, direct))
+    }
 }
 
 impl From<Settings> for DatabaseConfig {
     fn from(settings: Settings) -> Self {
         // A zero duration turns these off, as `off` does.
         let nonzero = |value: Option<Duration>| value.filter(|d| !d.is_zero());
+        // A secret file that cannot be used is reported by `validate`.
+        let (urls, file_error) = match settings.urls() {
+            Ok(urls) => (urls, None),
+            Err(err) => ((None, Vec::new(), None), Some(err)),
+        };
+        let (url, replica_urls, direct_url) = urls;
         Self {
-            url: settings.url.unwrap_or_else(DatabaseUrl::embedded_default),
+            url: url.unwrap_or_else(DatabaseUrl::embedded_default),
             echo: settings.echo,
             max_connections: settings.max_connections,
             min_connections: settings.min_connections,
@@ -96,10 +200,11 @@ impl From<Settings> for DatabaseConfig {
                 .unwrap_or_else(default_application_name),
             statement_timeout: nonzero(settings.statement_timeout),
             schema: settings.schema,
-            replica_urls: settings.replica_urls.map(|list| list.0).unwrap_or_default(),
+            replica_urls,
             replica_max_lag: settings.replica_max_lag,
             replica_probe_interval: settings.replica_probe_interval,
-            direct_url: settings.direct_url,
+            direct_url,
+            file_error,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Database URLs: checked, and never shown with their password.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use connection::database_url::{UrlSource, redact};
 
@@ -8,9 +9,34 @@ use super::ConfigError;
 
 /// A database URL. `Debug` and `Display` show it with the password replaced by `***`; only
 /// [`DatabaseUrl::expose_secret`] gives the real one.
+///
+/// A URL read from a secret file (`DATABASE_URL_FILE`, …), or given its password by one
+/// (`DATABASE_PASSWORD_FILE`), remembers the file: the service reads it again for new
+/// connections, so a rotated password takes effect without a restart.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
     source: UrlSource,
+    secret: Option<SecretFile>,
+}
+
+/// The file a URL, or its password, was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SecretFile {
+    /// The variable that named it (`DATABASE_URL_FILE`, …).
+    variable: &'static str,
+    path: PathBuf,
+    holds: Holds,
+}
+
+/// What a secret file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    /// The whole URL.
+    Url,
+    /// A list of URLs (`DATABASE_REPLICA_URLS_FILE`); this one is at that index.
+    ListItem(usize),
+    /// The password alone.
+    Password,
 }
 
 impl DatabaseUrl {
@@ -30,6 +56,108 @@ impl DatabaseUrl {
     pub(crate) fn unchecked(url: String) -> Self {
         Self {
             source: UrlSource::Configured(url.trim().to_owned()),
+            secret: None,
+        }
+    }
+
+    /// The URL held by the secret file `path` (named by `variable`, e.g. `DATABASE_URL_FILE`).
+    pub(crate) fn from_file(variable: &'static str, path: &Path) -> Result<Self, String> {
+        let mut url = Self::unchecked(connection::secrets::read(variable, path)?);
+        url.secret = Some(SecretFile {
+            variable,
+            path: path.to_owned(),
+            holds: Holds::Url,
+        });
+        Ok(url)
+    }
+
+    /// The comma- or line-separated URLs held by the secret file `path`.
+    pub(crate) fn list_from_file(variable: &'static str, path: &Path) -> Result<Vec<Self>, String> {
+        let text = connection::secrets::read(variable, path)?;
+        Ok(split_list(&text)
+            .enumerate()
+            .map(|(index, url)| {
+                let mut url = Self::unchecked(url.to_owned());
+                url.secret = Some(SecretFile {
+                    variable,
+                    path: path.to_owned(),
+                    holds: Holds::ListItem(index),
+                });
+                url
+            })
+            .collect())
+    }
+
+    /// Whether a password file applies to this URL: a PostgreSQL URL without a password.
+    pub(crate) fn wants_password(&self) -> bool {
+        self.secret.is_none() && connection::secrets::wants_password(&self.expose_secret())
+    }
+
+    /// This URL with the password held by the file `path` (`DATABASE_PASSWORD_FILE`).
+    pub(crate) fn with_password_file(
+        self,
+        variable: &'static str,
+        path: &Path,
+    ) -> Result<Self, String> {
+        let password = connection::secrets::read(variable, path)?;
+        let url = connection::secrets::with_password(&self.expose_secret(), &password)
+            .ok_or_else(|| format!("{variable}: the URL {self} cannot carry a password"))?;
+        let mut url = Self::unchecked(url);
+        url.secret = Some(SecretFile {
+            variable,
+            path: path.to_owned(),
+            holds: Holds::Password,
+        });
+        Ok(url)
+    }
+
+    /// The secret file this URL (or its password) comes from, and its variable.
+    #[must_use]
+    pub fn secret_file(&self) -> Option<(&'static str, &Path)> {
+        self.secret
+            .as_ref()
+            .map(|file| (file.variable, file.path.as_path()))
+    }
+
+    /// The password as the secret file holds it now (`Ok(None)` without a file, or when the
+    /// URL in the file has none).
+    ///
+    /// # Errors
+    ///
+    /// Why the file cannot be read (its variable and path; never its content).
+    pub fn current_password(&self) -> Result<Option<String>, String> {
+        let Some(file) = &self.secret else {
+            return Ok(None);
+        };
+        let text = connection::secrets::read(file.variable, &file.path)?;
+        Ok(match file.holds {
+            Holds::Password => Some(text),
+            Holds::Url => connection::connect::password(&text),
+            Holds::ListItem(index) => split_list(&text)
+                .nth(index)
+                .and_then(connection::connect::password),
+        })
+    }
+
+    /// This URL with the password its secret file holds now (itself without a file).
+    ///
+    /// # Errors
+    ///
+    /// As [`current_password`](Self::current_password).
+    pub fn reread(&self) -> Result<Self, String> {
+        match self.current_password()? {
+            Some(password)
+                if Some(&password)
+                    != connection::connect::password(&self.expose_secret()).as_ref() =>
+            {
+                let url = connection::secrets::with_password(&self.expose_secret(), &password)
+                    .unwrap_or_else(|| self.expose_secret());
+                Ok(Self {
+                    source: UrlSource::Configured(url),
+                    secret: self.secret.clone(),
+                })
+            }
+            _ => Ok(self.clone()),
         }
     }
 
@@ -50,6 +178,7 @@ impl DatabaseUrl {
     pub fn embedded_default() -> Self {
         Self {
             source: UrlSource::from_option(None),
+            secret: None,
         }
     }
 
@@ -100,7 +229,10 @@ impl fmt::Display for DatabaseUrl {
 
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({self})")
+        match &self.secret {
+            Some(file) => write!(f, "DatabaseUrl({self}, from {})", file.variable),
+            None => write!(f, "DatabaseUrl({self})"),
+        }
     }
 }
 
@@ -117,10 +249,15 @@ pub(crate) struct UrlList(pub(crate) Vec<DatabaseUrl>);
 /// The settings' parser of a URL list: never fails (see [`one`]).
 pub(crate) fn list(text: &str) -> Result<UrlList, String> {
     Ok(UrlList(
-        text.split(',')
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
+        split_list(text)
             .map(|url| DatabaseUrl::unchecked(url.to_owned()))
             .collect(),
     ))
+}
+
+/// The URLs of a list: separated by commas or line breaks, blank entries skipped.
+fn split_list(text: &str) -> impl Iterator<Item = &str> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
 }

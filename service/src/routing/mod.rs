@@ -165,7 +165,16 @@ async fn fetch_optional_on(
             None => held::Checkout::from_pool(pool, metrics).await,
         }
     };
-    match (attempt(state, checkout, sql, values).await, again) {
+    let renew = state.credentials.is_some().then(|| values.clone());
+    let mut outcome = attempt(state, checkout, sql, values).await;
+    if let (Err(Attempt::Checkout(err)), Some(values)) = (&outcome, renew) {
+        // The server refused a new connection's password: the statement was not sent.
+        if state.password_renewed(&Err::<(), _>(err.clone())).await {
+            let checkout = held::Checkout::from_pool(pool, metrics);
+            outcome = attempt(state, checkout, sql, values).await;
+        }
+    }
+    match (outcome, again) {
         (Ok(row), _) => Ok(row),
         (Err(Attempt::Statement(err)), Some(values))
             if Error::from_db("read", err.clone()).is_unavailable() =>

@@ -10,8 +10,10 @@ use sea_orm::{
 };
 
 use super::held::HeldConnections;
+use crate::config::DatabaseUrl;
 use crate::error::is_read_only_refusal;
 use crate::metrics::PoolMetrics;
+use crate::secrets::{CredentialWatch, is_password_refusal};
 
 /// One pool (the primary's, or a read replica's) with its held connections and its metric
 /// keys. The [`DatabaseService`](crate::DatabaseService) that opened it owns it; its executors
@@ -25,6 +27,8 @@ pub struct Pool {
     /// The fast path's held connections (`DB_CONNECTION_HOLD`), PostgreSQL only.
     pub(crate) held: Option<Arc<HeldConnections>>,
     pub(crate) metrics: PoolMetrics,
+    /// The secret file new connections read their password from, when there is one.
+    pub(crate) credentials: Option<Arc<CredentialWatch>>,
 }
 
 impl Pool {
@@ -41,6 +45,25 @@ impl Pool {
             conn,
             held,
             metrics,
+            credentials: None,
+        }
+    }
+
+    /// Reads the password of new connections from `url`'s secret file, if it has one (see
+    /// [`crate::secrets`]).
+    pub(crate) fn with_credentials_of(mut self, url: &DatabaseUrl) -> Self {
+        self.credentials = CredentialWatch::start(url, &self.conn);
+        self
+    }
+
+    /// Whether `result` failed because the server refused a new connection's password and
+    /// the secret file holds another one now: the statement was never sent; run it again.
+    pub(crate) async fn password_renewed<T>(&self, result: &Result<T, DbErr>) -> bool {
+        match (&self.credentials, result) {
+            (Some(watch), Err(err)) if is_password_refusal(err) => {
+                watch.renewed_after_refusal().await
+            }
+            _ => false,
         }
     }
 
@@ -156,19 +179,44 @@ impl ConnectionTrait for Pool {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.retire_if_read_only(self.conn.execute_raw(stmt).await)
+        let again = self.credentials.is_some().then(|| stmt.clone());
+        let mut result = self.conn.execute_raw(stmt).await;
+        if let Some(stmt) = again
+            && self.password_renewed(&result).await
+        {
+            result = self.conn.execute_raw(stmt).await;
+        }
+        self.retire_if_read_only(result)
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.retire_if_read_only(self.conn.execute_unprepared(sql).await)
+        let mut result = self.conn.execute_unprepared(sql).await;
+        if self.password_renewed(&result).await {
+            result = self.conn.execute_unprepared(sql).await;
+        }
+        self.retire_if_read_only(result)
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.retire_if_read_only(self.conn.query_one_raw(stmt).await)
+        let again = self.credentials.is_some().then(|| stmt.clone());
+        let mut result = self.conn.query_one_raw(stmt).await;
+        if let Some(stmt) = again
+            && self.password_renewed(&result).await
+        {
+            result = self.conn.query_one_raw(stmt).await;
+        }
+        self.retire_if_read_only(result)
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.retire_if_read_only(self.conn.query_all_raw(stmt).await)
+        let again = self.credentials.is_some().then(|| stmt.clone());
+        let mut result = self.conn.query_all_raw(stmt).await;
+        if let Some(stmt) = again
+            && self.password_renewed(&result).await
+        {
+            result = self.conn.query_all_raw(stmt).await;
+        }
+        self.retire_if_read_only(result)
     }
 
     fn support_returning(&self) -> bool {

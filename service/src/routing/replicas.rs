@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
 use super::pool::Pool;
+use crate::config::DatabaseUrl;
 use crate::error::Error;
 use crate::health::{NodeRole, ReplicaReport};
 use crate::metrics::{self, PoolMetrics};
@@ -124,7 +125,7 @@ impl ReplicaSet {
     /// `hold` when set.
     pub(crate) fn new(
         primary: DatabaseConnection,
-        replicas: Vec<(String, DatabaseConnection)>,
+        replicas: Vec<(String, DatabaseConnection, DatabaseUrl)>,
         max_lag: u64,
         hold: Option<Duration>,
     ) -> Arc<Self> {
@@ -132,9 +133,10 @@ impl ReplicaSet {
             primary,
             nodes: replicas
                 .into_iter()
-                .map(|(name, conn)| {
+                .map(|(name, conn, url)| {
                     Arc::new(Replica {
-                        pool: Pool::new(conn, PoolMetrics::named(&name), hold),
+                        pool: Pool::new(conn, PoolMetrics::named(&name), hold)
+                            .with_credentials_of(&url),
                         name,
                         in_rotation: AtomicBool::new(false),
                         replayed: AtomicU64::new(0),
