@@ -31,14 +31,20 @@ pub fn both_set(name: &str) -> String {
     format!("{name} and {name}_FILE are both set: set one of them")
 }
 
+/// What is percent-encoded in a password: everything but letters, digits and `-._~` (the
+/// characters a URL never needs encoded).
+const PASSWORD: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `url` with `password` as its password (percent-encoded as a URL needs), or `None` when
 /// `url` is no URL that can carry one.
 #[must_use]
 pub fn with_password(url: &str, password: &str) -> Option<String> {
     let mut parsed = url::Url::parse(url).ok()?;
-    let encoded: String =
-        percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
-            .collect();
+    let encoded: String = percent_encoding::utf8_percent_encode(password, PASSWORD).collect();
     parsed.set_password(Some(&encoded)).ok()?;
     Some(parsed.to_string())
 }

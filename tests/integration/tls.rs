@@ -270,3 +270,50 @@ async fn an_expired_server_certificate_is_named() {
     );
     assert!(migrator_refusal(&url).contains("has expired"));
 }
+
+#[tokio::test]
+async fn the_migrator_reads_its_url_and_password_from_files_and_refuses_both_forms() {
+    let cluster = TestTlsCluster::start(PASSWORD).await;
+    let dir = std::env::temp_dir().join(format!("tls_secret_files_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (url_file, password_file) = (dir.join("url"), dir.join("password"));
+    std::fs::write(&url_file, cluster.admin_url("postgres")).unwrap();
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let migrator = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(crate::migrator_cli::migrator_binary());
+        for variable in migrator::options::environment() {
+            command.env_remove(&variable.name);
+        }
+        command
+            .args(["status"])
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null());
+        command.output().unwrap()
+    };
+    let url_path = url_file.display().to_string();
+    let password_path = password_file.display().to_string();
+    let without_password = cluster.verified_url("postgres", "", "postgres");
+
+    let from_url_file = migrator(&[("DATABASE_URL_FILE", &url_path)]);
+    let with_password_file = migrator(&[
+        ("DATABASE_URL", &without_password),
+        ("DATABASE_PASSWORD_FILE", &password_path),
+    ]);
+    let both = migrator(&[
+        ("DATABASE_URL", &without_password),
+        ("DATABASE_URL_FILE", &url_path),
+    ]);
+
+    for output in [&from_url_file, &with_password_file] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert_eq!(both.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("DATABASE_URL and DATABASE_URL_FILE are both set"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

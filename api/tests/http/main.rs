@@ -12,6 +12,7 @@ mod outage;
 mod poolers;
 mod refusals;
 mod replicas;
+mod secrets;
 mod shutdown;
 mod support;
 mod users;
