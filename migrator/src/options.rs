@@ -85,6 +85,12 @@ pub struct MigratorOptions {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub allow_changed: bool,
+
+    /// The service's role (PostgreSQL): after every `up`, it is granted reading and writing
+    /// the application's tables (and, through default privileges, those of later migrations),
+    /// and nothing else: not the migrations' tables, not the schema.
+    #[arg(long, global = true, env = "DB_APP_ROLE", value_name = "ROLE")]
+    pub app_role: Option<String>,
 }
 
 impl Default for MigratorOptions {
@@ -96,6 +102,7 @@ impl Default for MigratorOptions {
             batch_size: 5000,
             batch_pause: Duration::ZERO,
             allow_changed: false,
+            app_role: None,
         }
     }
 }

@@ -59,6 +59,21 @@ pub enum Error {
         /// The server's message.
         reason: String,
     },
+    /// The database role lacks a privilege the statement needs (`42501`): a configuration
+    /// error — the service runs as a role the migrations did not grant this (see
+    /// `DB_APP_ROLE`), or the statement is one the application role must not run (DDL, the
+    /// migrations' tables). Retrying will not help; neither a conflict nor an outage.
+    #[error(
+        "the database role lacks a privilege to {operation}: {reason} (a configuration error: \
+         run `cargo migrate up` as the owner with DB_APP_ROLE naming this role, or grant it)"
+    )]
+    PermissionDenied {
+        /// What was being done.
+        operation: &'static str,
+        /// The server's message, naming the privilege's object (e.g. `permission denied for
+        /// table user`).
+        reason: String,
+    },
     /// The database could not be connected to at all, for a reason retrying will not fix
     /// (wrong password, unknown database, bad URL).
     #[error(transparent)]
@@ -94,6 +109,14 @@ impl Error {
     /// which reports a wrong password or database name as the configuration error it is there.)
     #[must_use]
     pub fn from_db(operation: &'static str, err: DbErr) -> Self {
+        if let Some(server) = server_error(&err)
+            && server.kind == ErrorKind::InsufficientPrivilege
+        {
+            return Self::PermissionDenied {
+                operation,
+                reason: server.message.to_owned(),
+            };
+        }
         match refusal(&err) {
             Some(Refusal::Unavailable(reason)) => Self::Unavailable { operation, reason },
             Some(Refusal::Contention(reason)) => Self::Contention { operation, reason },

@@ -163,6 +163,8 @@ pub enum ErrorKind {
     Unavailable,
     /// [`Error::Contention`]: `contention`.
     Contention,
+    /// [`Error::PermissionDenied`]: `permission` (a configuration error).
+    Permission,
     /// [`Error::Database`] and anything else: `database`.
     Database,
     /// The caller stopped waiting (its future was dropped, e.g. a request timeout):
@@ -179,6 +181,7 @@ impl ErrorKind {
             Error::Conflict { .. } => Self::Conflict,
             Error::Validation { .. } => Self::Validation,
             Error::Contention { .. } => Self::Contention,
+            Error::PermissionDenied { .. } => Self::Permission,
             _ if err.is_unavailable() => Self::Unavailable,
             _ => Self::Database,
         }
@@ -193,6 +196,7 @@ impl ErrorKind {
             Self::Validation => "validation",
             Self::Unavailable => "unavailable",
             Self::Contention => "contention",
+            Self::Permission => "permission",
             Self::Database => "database",
             Self::Cancelled => "cancelled",
         }

@@ -12,6 +12,7 @@ mod configuration;
 mod failures;
 mod health;
 mod held_connections;
+mod least_privilege;
 mod migrations;
 mod migrator_cli;
 mod online_migrations;

@@ -8,6 +8,7 @@
 mod binary;
 mod chaos;
 mod health;
+mod least_privilege;
 mod outage;
 mod poolers;
 mod refusals;

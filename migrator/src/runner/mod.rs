@@ -29,6 +29,7 @@
 //! the error names it.
 
 mod postgres;
+mod privileges;
 mod sqlite;
 
 use std::time::{Duration, Instant};
@@ -143,6 +144,28 @@ pub enum MigrateError {
          migrations applied so far are recorded, run the command again to continue"
     )]
     LockLost,
+    /// The session's role cannot run migrations (PostgreSQL): it is not the schema's owner
+    /// (an application role, `DB_APP_ROLE`, used by mistake).
+    #[error(
+        "role {role:?} cannot migrate this database: it lacks {}. Run the migrations as the \
+         role that owns the schema (DATABASE_DIRECT_URL, or the migrator's -u); DB_APP_ROLE \
+         then grants this role what the service needs",
+        .lacks.join(", and ")
+    )]
+    NotPermitted {
+        /// The session's role.
+        role: String,
+        /// What it lacks, one privilege each.
+        lacks: Vec<String>,
+    },
+    /// The application role (`DB_APP_ROLE`) cannot be granted its privileges.
+    #[error("DB_APP_ROLE={role}: {reason}")]
+    AppRole {
+        /// The role.
+        role: String,
+        /// Why not.
+        reason: String,
+    },
     /// A database error outside any one migration (reading the status, the lock, dropping).
     #[error("cannot {operation}: {source}")]
     Database {
@@ -227,6 +250,7 @@ macro_rules! on_backend {
         let (db, options): (&DatabaseConnection, &MigratorOptions) = ($db, $options);
         options::scope(options.clone(), async {
             if db.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Postgres {
+                privileges::check(db).await?;
                 let backend = Postgres::open(db, options).await?;
                 let $run = &backend;
                 let outcome = $body;
@@ -262,8 +286,28 @@ pub async fn up<M: MigrationSources>(
     target: UpTo,
     options: &MigratorOptions,
 ) -> Result<Vec<String>, MigrateError> {
-    on_backend!(db, options, |run| up_locked::<M, _>(run, &target, options)
-        .await)
+    on_backend!(db, options, |run| async {
+        let applied = up_locked::<M, _>(run, &target, options).await?;
+        grant_app_role(run.connection(), options).await?;
+        Ok(applied)
+    }
+    .await)
+}
+
+/// Grants `DB_APP_ROLE` its privileges after a run that applied migrations (PostgreSQL; on
+/// SQLite there are no roles).
+async fn grant_app_role(
+    db: &DatabaseConnection,
+    options: &MigratorOptions,
+) -> Result<(), MigrateError> {
+    match &options.app_role {
+        Some(role)
+            if db.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Postgres =>
+        {
+            privileges::grant(db, role).await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Rolls back applied migrations of `M` down to `target`, holding the migration lock, and
@@ -295,9 +339,10 @@ pub async fn refresh<M: MigrationSources>(
 ) -> Result<(), MigrateError> {
     on_backend!(db, options, |run| {
         match down_locked::<M, _>(run, &DownTo::Nothing, options).await {
-            Ok(_) => up_locked::<M, _>(run, &UpTo::Latest, options)
-                .await
-                .map(|_| ()),
+            Ok(_) => match up_locked::<M, _>(run, &UpTo::Latest, options).await {
+                Ok(_) => grant_app_role(run.connection(), options).await,
+                Err(err) => Err(err),
+            },
             Err(err) => Err(err),
         }
     })
@@ -347,7 +392,8 @@ pub async fn fresh<M: MigrationSources>(
                 .collect::<Vec<_>>();
             crate::checksum::record(run.connection(), &Checksums::of::<M>(), &applied, true)
                 .await
-                .map_err(db_err("record the migrations' checksums"))
+                .map_err(db_err("record the migrations' checksums"))?;
+            grant_app_role(run.connection(), options).await
         }
         .await
     })
