@@ -21,6 +21,9 @@ pub enum ErrorKind {
     /// Other `28000`: `pg_hba.conf` has no entry for (or rejects) this host, user, database
     /// and encryption, or the role does not exist (under trust authentication).
     ConnectionNotAllowed,
+    /// `25P03`: the server ended a session whose transaction sat idle longer than
+    /// `idle_in_transaction_session_timeout`.
+    IdleInTransactionTimeout,
     /// `42501` (`insufficient_privilege`): the role lacks a privilege the statement needs.
     InsufficientPrivilege,
     /// `3D000`: no database of that name.
@@ -164,6 +167,7 @@ fn postgres_kind(code: &str, message: &str) -> ErrorKind {
         "28000" if message.contains("not permitted to log in") => ErrorKind::LoginNotPermitted,
         "28000" => ErrorKind::ConnectionNotAllowed,
         "42501" => ErrorKind::InsufficientPrivilege,
+        "25P03" => ErrorKind::IdleInTransactionTimeout,
         "3D000" => ErrorKind::UnknownDatabase,
         "57P03" => ErrorKind::ServerStarting,
         "53300" => ErrorKind::TooManyConnections,

@@ -114,6 +114,10 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
 /// secrets too, e.g. `sslpassword`).
 const SHOWN_QUERY_PARAMETERS: &[&str] = &[
     "sslmode",
+    // Paths of certificate files, not their content: shown, to tell which CA was used.
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
     "application_name",
     "connect_timeout",
     "mode",

@@ -104,6 +104,12 @@ impl SessionSetup {
         if let Some(timeout) = config.statement_timeout {
             sql.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
         }
+        if let Some(timeout) = config.idle_in_transaction_timeout {
+            sql.push_str(&format!(
+                "SET idle_in_transaction_session_timeout = {};",
+                timeout.as_millis()
+            ));
+        }
         if let Some(schema) = &config.schema {
             sql.push_str(&format!(
                 "SET search_path = \"{}\";",
@@ -179,4 +185,20 @@ pub(crate) async fn server_version(db: &DatabaseConnection) -> Option<String> {
         .await
         .ok()??;
     row.try_get_by_index::<String>(0).ok()
+}
+
+/// Whether the connection is encrypted (TLS), from `pg_stat_ssl`; `None` on SQLite or when it
+/// cannot be read.
+pub(crate) async fn encrypted(db: &DatabaseConnection) -> Option<bool> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return None;
+    }
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+        ))
+        .await
+        .ok()??;
+    row.try_get_by_index::<bool>(0).ok()
 }

@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) max_connections: u32,
     pub(crate) health_timeout: Duration,
     pub(crate) server_version: Option<String>,
+    /// Whether the primary's connections are encrypted (TLS).
+    pub(crate) encrypted: Option<bool>,
     /// Names of the migrations this build knows, for the health report.
     pub(crate) known_migrations: Vec<String>,
     /// `SELECT "version" FROM "seaql_migrations"`, rendered once: it is the health check's
@@ -130,10 +132,12 @@ impl DatabaseService {
 
         let backend = db.get_database_backend();
         let server_version = connect::server_version(&db).await;
+        let encrypted = connect::encrypted(&db).await;
         tracing::info!(
             url = %config.url,
             backend = backend_name(backend),
             server_version = server_version.as_deref().unwrap_or("unknown"),
+            encrypted = encrypted.unwrap_or(false),
             replicas = config.replica_urls.len(),
             "connected to the database"
         );
@@ -176,6 +180,7 @@ impl DatabaseService {
                 max_connections: config.max_connections,
                 health_timeout: config.health_timeout,
                 server_version,
+                encrypted,
                 known_migrations: Migrator::migrations()
                     .iter()
                     .map(|m| m.name().to_owned())

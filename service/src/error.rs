@@ -226,6 +226,10 @@ fn refusal_of(server: &ServerError<'_>) -> Option<Refusal> {
         ErrorKind::ConnectionNotAllowed if opening => {
             "the server's pg_hba.conf allows no connection for this host, user and database"
         }
+        ErrorKind::IdleInTransactionTimeout => {
+            "the server ended a transaction left idle longer than DB_IDLE_IN_TRANSACTION_TIMEOUT \
+             (it was rolled back)"
+        }
         ErrorKind::ConnectionFailed | ErrorKind::StartupParameterRefused => "the connection failed",
         ErrorKind::TooManyConnections | ErrorKind::OutOfResources => {
             "the server is out of resources"

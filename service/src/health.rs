@@ -56,6 +56,9 @@ pub struct HealthReport {
     pub backend: &'static str,
     /// The server's version, read when the service connected.
     pub server_version: Option<String>,
+    /// Whether the primary's connections are encrypted (TLS, from `pg_stat_ssl`), read when
+    /// the service connected; `None` on SQLite.
+    pub encrypted: Option<bool>,
     /// Time the check took, in milliseconds.
     pub latency_ms: f64,
     /// Pool usage.
@@ -110,6 +113,9 @@ pub struct ReplicaReport {
     pub latency_ms: Option<f64>,
     /// WAL bytes it has yet to replay to catch up with the primary.
     pub lag_bytes: Option<u64>,
+    /// Whether the connection to it is encrypted (TLS, from `pg_stat_ssl`); `None` when it did
+    /// not answer.
+    pub encrypted: Option<bool>,
     /// Why it is out of rotation (never contains a password or URL).
     pub error: Option<String>,
 }
@@ -189,6 +195,7 @@ impl DatabaseService {
             status,
             backend: backend_name(self.backend()),
             server_version: self.inner.server_version.clone(),
+            encrypted: self.inner.encrypted,
             // Microsecond resolution is all a round trip needs.
             latency_ms: (latency.as_secs_f64() * 1_000_000.0).round() / 1000.0,
             pool: self.pool_report(),

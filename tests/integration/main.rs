@@ -20,6 +20,7 @@ mod poolers;
 mod refusals;
 mod replicas;
 mod service;
+mod session_guards;
 mod shared_target;
 mod sql;
 mod test_support;

@@ -68,6 +68,11 @@ async fn verify_full_connects_encrypted_and_a_client_certificate_is_accepted() {
     );
     let service = DatabaseService::connect(&verified).await.unwrap();
     assert!(is_encrypted(&service).await);
+    assert_eq!(
+        service.health().await.encrypted,
+        Some(true),
+        "the health report says so"
+    );
     service.close().await.unwrap();
 
     // `require` encrypts without checking the certificate (as libpq does without sslrootcert).
@@ -316,4 +321,21 @@ async fn the_migrator_reads_its_url_and_password_from_files_and_refuses_both_for
         "{stderr}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_health_report_says_when_the_connection_is_not_encrypted() {
+    let db = service::testing::TestDatabase::new(service::testing::TestBackend::Postgres).await;
+    let url = db.config().url.expose_secret();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let plain = DatabaseConfig::new(
+        DatabaseUrl::parse(format!("{url}{separator}sslmode=disable")).unwrap(),
+    );
+
+    let service = DatabaseService::connect(&plain).await.unwrap();
+
+    assert_eq!(service.health().await.encrypted, Some(false));
+    let json = serde_json::to_value(service.health().await).unwrap();
+    assert_eq!(json["encrypted"], serde_json::json!(false));
+    service.close().await.unwrap();
 }

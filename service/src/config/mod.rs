@@ -70,6 +70,10 @@ pub struct DatabaseConfig {
     /// PostgreSQL cancels statements running longer than this (`None`: never). Migrations run
     /// on a session of their own, which this does not limit.
     pub statement_timeout: Option<Duration>,
+    /// PostgreSQL ends a session whose transaction has been idle longer than this (its locks
+    /// released, the transaction rolled back), so a transaction leaked by a bug cannot hold
+    /// row locks for ever (`None`: never). Five minutes by default.
+    pub idle_in_transaction_timeout: Option<Duration>,
     /// PostgreSQL schema to use (the search path); `None` means the server's default
     /// (`public`). Ignored on SQLite.
     pub schema: Option<String>,
@@ -342,6 +346,10 @@ mod tests {
         assert_eq!(config.replica_max_lag, 16 * 1024 * 1024);
         assert_eq!(config.replica_probe_interval, Duration::from_millis(500));
         assert_eq!(config.direct_url, None);
+        assert_eq!(
+            config.idle_in_transaction_timeout,
+            Some(Duration::from_secs(300))
+        );
     }
 
     #[test]
@@ -637,7 +645,7 @@ mod tests {
     fn variables_list_every_setting_with_its_default() {
         let variables = DatabaseConfig::variables();
         let names: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(names.len(), 23, "{names:?}");
+        assert_eq!(names.len(), 24, "{names:?}");
         let find = |name: &str| variables.iter().find(|v| v.name == name).unwrap();
         assert_eq!(find("DB_CONNECT_TIMEOUT").default.as_deref(), Some("5s"));
         assert_eq!(find("DB_REPLICA_MAX_LAG").default.as_deref(), Some("16MiB"));

@@ -58,6 +58,9 @@ pub(super) struct Settings {
     /// PostgreSQL cancels a statement running longer (server side; migrations, on a session of their own, are not limited)
     #[arg(long = "db-statement-timeout", env = "DB_STATEMENT_TIMEOUT", value_name = "DURATION", default_value = "off", value_parser = syntax::optional_duration)]
     statement_timeout: ::std::option::Option<Duration>,
+    /// PostgreSQL ends a session whose transaction sits idle this long, releasing its locks (a leaked transaction; `off`: never)
+    #[arg(long = "db-idle-in-transaction-timeout", env = "DB_IDLE_IN_TRANSACTION_TIMEOUT", value_name = "DURATION", default_value = "5m", value_parser = syntax::optional_duration)]
+    idle_in_transaction_timeout: ::std::option::Option<Duration>,
     /// PostgreSQL schema (search path), as for the migrator [default: the server's search path]
     #[arg(long = "database-schema", env = "DATABASE_SCHEMA", value_name = "SCHEMA", value_parser = syntax::text)]
     schema: Option<String>,
@@ -199,6 +202,7 @@ impl From<Settings> for DatabaseConfig {
                 .application_name
                 .unwrap_or_else(default_application_name),
             statement_timeout: nonzero(settings.statement_timeout),
+            idle_in_transaction_timeout: nonzero(settings.idle_in_transaction_timeout),
             schema: settings.schema,
             replica_urls,
             replica_max_lag: settings.replica_max_lag,

@@ -70,9 +70,11 @@ impl FromStr for WalPosition {
 /// write or flush position) already includes a commit record that `synchronous_commit = off`
 /// has not flushed yet, so a reader that waits for it sees that commit.
 const PRIMARY_POSITION: &str = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8";
-/// `SELECT` of a node's role and replay position (NULL on a primary).
-const REPLICA_STATE: &str =
-    "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8";
+/// `SELECT` of a node's role, replay position (NULL on a primary) and whether the connection
+/// is encrypted (TLS).
+const REPLICA_STATE: &str = "SELECT pg_is_in_recovery(), \
+     (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8, \
+     coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)";
 
 /// The primary's current WAL insert position.
 pub(crate) async fn primary_position(primary: &DatabaseConnection) -> Result<WalPosition, DbErr> {
@@ -115,6 +117,8 @@ pub struct Replica {
 struct ProbeState {
     role: Option<NodeRole>,
     lag: Option<u64>,
+    /// Whether the probe's connection is encrypted (TLS).
+    encrypted: Option<bool>,
     /// Why the replica is out of rotation.
     problem: Option<String>,
 }
@@ -222,11 +226,12 @@ impl ReplicaSet {
             let latency = started.elapsed();
             let standby: bool = row.try_get_by_index(0)?;
             let replayed: Option<i64> = row.try_get_by_index(1)?;
-            Ok::<_, DbErr>((latency, standby, replayed))
+            let encrypted: bool = row.try_get_by_index(2)?;
+            Ok::<_, DbErr>((latency, standby, replayed, encrypted))
         })
         .await;
         let (latency, state) = match outcome {
-            Ok(Ok((latency, standby, replayed))) => {
+            Ok(Ok((latency, standby, replayed, encrypted))) => {
                 // Read after the replica's position, so the lag can only be overstated.
                 if let Ok(position) = primary_position(&self.primary).await {
                     self.primary_position
@@ -261,6 +266,7 @@ impl ReplicaSet {
                     ProbeState {
                         role: Some(role),
                         lag,
+                        encrypted: Some(encrypted),
                         problem,
                     },
                 )
@@ -279,6 +285,7 @@ impl ReplicaSet {
             in_rotation: node.in_rotation.load(Ordering::Relaxed),
             latency_ms: latency.map(|l| (l.as_secs_f64() * 1_000_000.0).round() / 1000.0),
             lag_bytes: state.lag,
+            encrypted: state.encrypted,
             error: state.problem,
         }
     }
