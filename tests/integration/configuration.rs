@@ -60,14 +60,15 @@ fn defined() -> BTreeMap<String, Documented> {
     for variable in &service {
         add("service", &variable.name, variable.default.as_deref());
     }
+    for variable in migrator::options::environment() {
+        add("migrator", &variable.name, variable.default.as_deref());
+    }
     // The API reads the database's variables through `DatabaseConfig`: listed as the service's.
+    // It reads the migrations' (`MIGRATION_*`, for `--migrate`) as the migrator does.
     for variable in api::ApiConfig::variables() {
         if !service.iter().any(|v| v.name == variable.name) {
             add("api", &variable.name, variable.default.as_deref());
         }
-    }
-    for variable in migrator::options::environment() {
-        add("migrator", &variable.name, variable.default.as_deref());
     }
     rows
 }
