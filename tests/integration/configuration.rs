@@ -1,5 +1,5 @@
-//! The configuration as documented is the configuration as parsed: the configuration reference's one table (docs/configuration.md)
-//! lists every variable the service, the API and the migrator read — no more, no fewer — with
+//! The configuration as documented is the configuration as parsed: the one table of the
+//! configuration reference (docs/configuration.md) lists every variable the service, the API and the migrator read — no more, no fewer — with
 //! who reads it and the default the code has; and every duration takes the same syntax.
 
 use std::collections::{BTreeMap, BTreeSet};
