@@ -29,3 +29,7 @@ struct TestingGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/migrations.md")]
 struct MigrationsGuide;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/observability.md")]
+struct ObservabilityGuide;
