@@ -7,7 +7,7 @@
 use std::process::{Command, Output, Stdio};
 
 use sea_orm::sqlx::{self, Connection as _, Executor as _};
-use service::testing::TestTlsCluster;
+use test_support::TestTlsCluster;
 
 const PASSWORD: &str = "adm1n-s3cret";
 const OWNER_PASSWORD: &str = "0wner-s3cret";

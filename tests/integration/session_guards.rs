@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use service::testing::{TestBackend, TestDatabase, new_user};
 use service::{DatabaseConfig, DatabaseService, Error, user};
+use test_support::{TestBackend, TestDatabase, new_user};
 
 async fn setting(service: &DatabaseService, name: &str) -> String {
     service

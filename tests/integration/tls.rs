@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use service::TlsFailure;
-use service::testing::{ServerCertificate, TestTlsCluster};
 use service::{ConnectFailure, DatabaseConfig, DatabaseService, DatabaseUrl, Error};
+use test_support::{ServerCertificate, TestTlsCluster};
 
 const PASSWORD: &str = "s3cret/pw@x:y%";
 
@@ -325,7 +325,7 @@ async fn the_migrator_reads_its_url_and_password_from_files_and_refuses_both_for
 
 #[tokio::test]
 async fn the_health_report_says_when_the_connection_is_not_encrypted() {
-    let db = service::testing::TestDatabase::new(service::testing::TestBackend::Postgres).await;
+    let db = test_support::TestDatabase::new(test_support::TestBackend::Postgres).await;
     let url = db.config().url.expose_secret();
     let separator = if url.contains('?') { '&' } else { '?' };
     let plain = DatabaseConfig::new(

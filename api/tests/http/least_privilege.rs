@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use sea_orm::ConnectionTrait as _;
 use sea_orm::sqlx::{self, Connection as _, Executor as _};
 use serde_json::json;
-use service::testing::TestTlsCluster;
 use service::{DatabaseConfig, DatabaseService, DatabaseUrl, Error, MigratorOptions};
+use test_support::TestTlsCluster;
 
 use crate::binary::{Running, TempDir};
 use crate::support::client;

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use sea_orm::sqlx::{self, Connection as _, Executor as _};
 use serde_json::json;
 use service::DatabaseConfig;
-use service::testing::TestTlsCluster;
+use test_support::TestTlsCluster;
 
 use crate::binary::{Running, TempDir};
 use crate::support::client;
