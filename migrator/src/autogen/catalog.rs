@@ -16,6 +16,9 @@ use sea_orm_migration::sea_orm::{DbBackend, QueryResult, Statement};
 pub struct Catalog {
     /// By name.
     pub tables: BTreeMap<String, TableFacts>,
+    /// PostgreSQL's enum types of the current schema, by name, with their values in order
+    /// (SQLite has none: an enum column is text there).
+    pub enums: BTreeMap<String, Vec<String>>,
 }
 
 /// One table.
@@ -260,6 +263,17 @@ async fn read_postgres<C: ConnectionTrait>(db: &C) -> Result<Catalog, DbErr> {
                 expression,
             },
         );
+    }
+    for row in rows(
+        db,
+        "SELECT t.typname::text, string_agg(e.enumlabel::text, chr(31) ORDER BY e.enumsortorder) \
+         FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid \
+         WHERE t.typnamespace = current_schema()::regnamespace GROUP BY t.typname",
+        &[],
+    )
+    .await?
+    {
+        catalog.enums.insert(text(&row, 0)?, list(&text(&row, 1)?));
     }
     for row in rows(
         db,

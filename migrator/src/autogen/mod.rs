@@ -36,6 +36,8 @@ pub struct Comparison {
     pub model: Vec<ModelTable>,
     /// The backend compared on.
     pub backend: DbBackend,
+    /// The enum types the migrations leave (PostgreSQL), by name, with their values.
+    pub enums: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Compares the migrations of `M` with the entities on the backend of `url` (see the module
@@ -88,6 +90,7 @@ pub async fn compare<M: MigrationSources + 'static>(
         changes: diff::plan(&actual, &desired, &model),
         model,
         backend,
+        enums: actual.enums,
     })
 }
 

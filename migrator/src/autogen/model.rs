@@ -78,6 +78,9 @@ pub struct ModelTable {
     pub timestamps: bool,
     /// Column renames declared with `renamed_from`: new name → old name.
     pub renamed_from: BTreeMap<String, String>,
+    /// The primary key's columns, in key order (one for `#[sea_orm(primary_key)]` on one
+    /// field, several for a composite key).
+    pub primary_key: Vec<String>,
 }
 
 impl ModelTable {
@@ -94,21 +97,78 @@ impl ModelTable {
 ///
 /// An entity without a plain table name, or foreign keys that form a cycle.
 pub fn tables(entities: Entities, backend: DbBackend) -> Result<Vec<ModelTable>, String> {
+    // A native enum column is `ColumnType::Custom(name)` in the PostgreSQL statements, without
+    // its values; the SQLite statements of the same entities keep the whole
+    // `ColumnType::Enum`, which the PostgreSQL model then uses (it creates the type from it).
+    let enum_types: BTreeMap<(String, String), ColumnType> = entities(DbBackend::Sqlite)
+        .iter()
+        .flat_map(|(create, _)| {
+            let table = table_name(create).unwrap_or_default();
+            create.get_columns().iter().filter_map(move |c| {
+                matches!(c.get_column_type(), Some(ColumnType::Enum { .. })).then(|| {
+                    (
+                        (table.clone(), c.get_column_name()),
+                        c.get_column_type().cloned().unwrap_or(ColumnType::Text),
+                    )
+                })
+            })
+        })
+        .collect();
     let mut tables = Vec::new();
     for (create, indexes) in entities(backend) {
-        tables.push(model_table(&create, indexes)?);
+        let mut table = model_table(&create, indexes)?;
+        for column in &mut table.columns {
+            if let Some(Some(enum_type)) =
+                matches!(column.get_column_type(), Some(ColumnType::Custom(_)))
+                    .then(|| enum_types.get(&(table.name.clone(), column.get_column_name())))
+            {
+                *column = with_type(column, enum_type.clone());
+            }
+        }
+        tables.push(table);
     }
     order_by_dependency(tables)
+}
+
+/// The native enum types (name, values) the model's columns use, each once, in the order
+/// the tables use them.
+#[must_use]
+pub fn enum_types(tables: &[ModelTable]) -> Vec<(String, Vec<String>)> {
+    let mut types: Vec<(String, Vec<String>)> = Vec::new();
+    for column in tables.iter().flat_map(|t| &t.columns) {
+        if let Some((name, values)) = enum_of(column) {
+            if !types.iter().any(|(n, _)| *n == name) {
+                types.push((name, values));
+            }
+        }
+    }
+    types
+}
+
+/// The enum type (name, values) of a native enum column.
+#[must_use]
+pub fn enum_of(column: &ColumnDef) -> Option<(String, Vec<String>)> {
+    match column.get_column_type() {
+        Some(ColumnType::Enum { name, variants }) => Some((
+            name.to_string(),
+            variants.iter().map(ToString::to_string).collect(),
+        )),
+        _ => None,
+    }
+}
+
+fn table_name(create: &TableCreateStatement) -> Option<String> {
+    match create.get_table_name() {
+        Some(TableRef::Table(TableName(_, name), _)) => Some(name.to_string()),
+        _ => None,
+    }
 }
 
 fn model_table(
     create: &TableCreateStatement,
     indexes: Vec<IndexCreateStatement>,
 ) -> Result<ModelTable, String> {
-    let name = match create.get_table_name() {
-        Some(TableRef::Table(TableName(_, name), _)) => name.to_string(),
-        _ => return Err("an entity has no plain table name".into()),
-    };
+    let name = table_name(create).ok_or("an entity has no plain table name")?;
     let timestamps = TIMESTAMP_COLUMNS.iter().all(|t| {
         create.get_columns().iter().any(|c| {
             c.get_column_name() == *t
@@ -117,7 +177,16 @@ fn model_table(
     });
     let mut renamed_from = BTreeMap::new();
     let mut columns = Vec::new();
+    let mut primary_key: Vec<String> = create
+        .get_indexes()
+        .iter()
+        .filter(|i| i.is_primary_key())
+        .flat_map(|i| i.get_index_spec().get_column_names())
+        .collect();
     for column in create.get_columns() {
+        if column.get_column_spec().primary_key {
+            primary_key.push(column.get_column_name());
+        }
         let column_name = column.get_column_name();
         if timestamps && TIMESTAMP_COLUMNS.contains(&column_name.as_str()) {
             continue;
@@ -140,7 +209,15 @@ fn model_table(
         indexes,
         timestamps,
         renamed_from,
+        primary_key,
     })
+}
+
+/// `column` with another type, everything else kept.
+fn with_type(column: &ColumnDef, column_type: ColumnType) -> ColumnDef {
+    let mut out = ColumnDef::new_with_type(Alias::new(column.get_column_name()), column_type);
+    copy_spec(column, &mut out);
+    out
 }
 
 /// The column with everything the comparison looks at, and no comment (SeaORM keeps
@@ -151,6 +228,12 @@ fn without_comment(column: &ColumnDef) -> ColumnDef {
         Some(t) => ColumnDef::new_with_type(name, t.clone()),
         None => ColumnDef::new(name),
     };
+    copy_spec(column, &mut out);
+    out
+}
+
+/// Copies nullability, default, uniqueness and key flags (not the comment).
+fn copy_spec(column: &ColumnDef, out: &mut ColumnDef) {
     let spec = column.get_column_spec();
     match spec.nullable {
         Some(false) => {
@@ -173,7 +256,6 @@ fn without_comment(column: &ColumnDef) -> ColumnDef {
     if spec.auto_increment {
         out.auto_increment();
     }
-    out
 }
 
 fn references(table: &ModelTable) -> Vec<String> {
@@ -222,11 +304,31 @@ fn order_by_dependency(mut pending: Vec<ModelTable>) -> Result<Vec<ModelTable>, 
 ///
 /// Any database error, naming the table.
 pub async fn create(manager: &SchemaManager<'_>, tables: &[ModelTable]) -> Result<(), DbErr> {
+    if manager.get_database_backend() == DbBackend::Postgres {
+        for (name, values) in enum_types(tables) {
+            manager
+                .create_type(
+                    sea_orm_migration::sea_query::extension::postgres::Type::create()
+                        .as_enum(Alias::new(name.clone()))
+                        .values(values.into_iter().map(Alias::new))
+                        .to_owned(),
+                )
+                .await
+                .map_err(|e| DbErr::Migration(format!("enum type {name}: {e}")))?;
+        }
+    }
     for table in tables {
         let mut create = Table::create();
         create.table(Alias::new(table.name.clone()));
         for column in &table.columns {
             create.col(column.clone());
+        }
+        if table.primary_key.len() > 1 {
+            let mut key = Index::create();
+            for column in &table.primary_key {
+                key.col(Alias::new(column.clone()));
+            }
+            create.primary_key(&mut key);
         }
         for fk in &table.foreign_keys {
             create.foreign_key(&mut fk.clone());
@@ -294,6 +396,7 @@ mod tests {
             indexes: Vec::new(),
             timestamps: false,
             renamed_from: BTreeMap::new(),
+            primary_key: vec!["id".into()],
         };
         let ordered = order_by_dependency(vec![
             table("a", Some("b")),
