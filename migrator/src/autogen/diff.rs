@@ -106,6 +106,8 @@ pub enum Change {
         table: String,
         /// The key.
         foreign_key: ForeignKeyFacts,
+        /// Its name (PostgreSQL), which `down` gives it back.
+        name: Option<String>,
     },
     /// A PostgreSQL enum type the model's columns use and the migrations do not create.
     CreateEnum {
@@ -359,7 +361,9 @@ impl fmt::Display for Change {
                     fk(foreign_key)
                 )
             }
-            Self::DropForeignKey { table, foreign_key } => {
+            Self::DropForeignKey {
+                table, foreign_key, ..
+            } => {
                 write!(f, "foreign key {table}{}: in no entity", fk(foreign_key))
             }
             Self::Manual { table, what } => write!(f, "{table}: {what}"),
@@ -649,11 +653,12 @@ fn compare_table(
             ..k.clone()
         })
         .collect();
-    for fk in &have_fks {
+    for (fk, original) in have_fks.iter().zip(&have.foreign_keys) {
         if !want.foreign_keys.contains(fk) {
             drops.push(Change::DropForeignKey {
                 table: t(),
                 foreign_key: fk.clone(),
+                name: have.foreign_key_names.get(&original.columns).cloned(),
             });
         }
     }

@@ -6,7 +6,7 @@
 //! New definitions come from the entities (backend-neutral SeaQuery types); what `down` puts
 //! back comes from the migrated catalog, read back into the same column helpers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use heck::{ToSnakeCase as _, ToUpperCamelCase as _};
@@ -173,7 +173,8 @@ fn indent(code: &str, by: usize) -> String {
 /// dropped enum column back).
 #[derive(Debug, Default)]
 struct Idens {
-    tables: BTreeMap<String, BTreeSet<String>>,
+    /// Table → column → variant.
+    tables: BTreeMap<String, BTreeMap<String, String>>,
     uses_schema: bool,
     enums: BTreeMap<String, Vec<String>>,
 }
@@ -184,12 +185,27 @@ impl Idens {
         format!("{}::Table", camel(table))
     }
 
+    /// The variant of `column`: its camel-case name, or with a number after it when another
+    /// column of the table (or `Table`) has that name already (`a_b_c` and `abc` are both
+    /// `Abc`); chosen at its first use, the same afterwards.
     fn column(&mut self, table: &str, column: &str) -> String {
-        self.tables
-            .entry(table.to_owned())
-            .or_default()
-            .insert(column.to_owned());
-        format!("{}::{}", camel(table), camel(column))
+        let columns = self.tables.entry(table.to_owned()).or_default();
+        let variant = match columns.get(column) {
+            Some(variant) => variant.clone(),
+            None => {
+                let base = camel(column);
+                let taken = |v: &str| v == "Table" || columns.values().any(|u| u == v);
+                let mut variant = base.clone();
+                let mut n = 2;
+                while taken(&variant) {
+                    variant = format!("{base}{n}");
+                    n += 1;
+                }
+                columns.insert(column.to_owned(), variant.clone());
+                variant
+            }
+        };
+        format!("{}::{variant}", camel(table))
     }
 
     fn columns(&mut self, table: &str, columns: &[String]) -> String {
@@ -208,11 +224,11 @@ impl Idens {
                 let _ = writeln!(out, "    #[sea_orm(iden = {table:?})]");
             }
             out.push_str("    Table,\n");
-            for column in columns {
-                if snake(&camel(column)) != *column {
+            for (column, variant) in columns {
+                if snake(variant) != *column {
                     let _ = writeln!(out, "    #[sea_orm(iden = {column:?})]");
                 }
-                let _ = writeln!(out, "    {},", camel(column));
+                let _ = writeln!(out, "    {variant},");
             }
             out.push_str("}\n");
         }
@@ -341,7 +357,10 @@ fn statements(
             let keys: Vec<String> = facts
                 .foreign_keys
                 .iter()
-                .map(|k| foreign_key_from_facts(table, k, None, idens))
+                .map(|k| {
+                    let name = facts.foreign_key_names.get(&k.columns).map(String::as_str);
+                    foreign_key_from_facts(table, k, name, idens)
+                })
                 .collect();
             let mut create = create_table(idens, table, &columns, &uniques, &keys, timestamps);
             for (name, index) in &facts.indexes {
@@ -435,8 +454,12 @@ fn statements(
                 alter(idens, table, format!(".drop_foreign_key([{cols}])")),
             )
         }
-        Change::DropForeignKey { table, foreign_key } => {
-            let code = foreign_key_from_facts(table, foreign_key, None, idens);
+        Change::DropForeignKey {
+            table,
+            foreign_key,
+            name,
+        } => {
+            let code = foreign_key_from_facts(table, foreign_key, name.as_deref(), idens);
             let cols = idens.columns(table, &foreign_key.columns);
             (
                 alter(idens, table, format!(".drop_foreign_key([{cols}])")),
@@ -1018,6 +1041,20 @@ mod tests {
             assert!(rendered.contains(&expected), "{column}: {rendered}");
         }
         assert!(rendered.contains("    Email,") && !rendered.contains("iden = \"email\""));
+
+        // Two columns of one camel-case name, and a column named like the table variant.
+        let mut idens = Idens::default();
+        assert_eq!(idens.column("t", "a_b_c"), "T::Abc");
+        assert_eq!(idens.column("t", "abc"), "T::Abc2");
+        assert_eq!(idens.column("t", "table"), "T::Table2");
+        assert_eq!(idens.column("t", "a_b_c"), "T::Abc");
+        let rendered = idens.render();
+        assert!(
+            rendered.contains(
+                "#[sea_orm(iden = \"a_b_c\")]\n    Abc,\n    #[sea_orm(iden = \"abc\")]\n    Abc2,"
+            ),
+            "{rendered}"
+        );
     }
 
     #[test]
