@@ -294,6 +294,10 @@ impl ActiveModelBehavior for ActiveModel {}
 "#;
 
 #[tokio::test]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the lock serialises whole tests, each on a runtime of its own"
+)]
 async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
     let _target = shared_target();
     let scratch = Scratch::new();

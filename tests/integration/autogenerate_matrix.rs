@@ -372,6 +372,10 @@ fn set_entities(scratch: &Scratch, modules: &[&str]) {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the lock serialises whole tests, each on a runtime of its own"
+)]
 async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_backends() {
     let _target = shared_target();
     let scratch = Scratch::named("autogen-matrix");

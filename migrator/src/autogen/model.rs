@@ -104,24 +104,29 @@ pub fn tables(entities: Entities, backend: DbBackend) -> Result<Vec<ModelTable>,
         .iter()
         .flat_map(|(create, _)| {
             let table = table_name(create).unwrap_or_default();
-            create.get_columns().iter().filter_map(move |c| {
-                matches!(c.get_column_type(), Some(ColumnType::Enum { .. })).then(|| {
-                    (
+            create
+                .get_columns()
+                .iter()
+                .filter(|c| matches!(c.get_column_type(), Some(ColumnType::Enum { .. })))
+                .filter_map(move |c| {
+                    Some((
                         (table.clone(), c.get_column_name()),
-                        c.get_column_type().cloned().unwrap_or(ColumnType::Text),
-                    )
+                        c.get_column_type()?.clone(),
+                    ))
                 })
-            })
         })
         .collect();
     let mut tables = Vec::new();
     for (create, indexes) in entities(backend) {
         let mut table = model_table(&create, indexes)?;
         for column in &mut table.columns {
-            if let Some(Some(enum_type)) =
-                matches!(column.get_column_type(), Some(ColumnType::Custom(_)))
-                    .then(|| enum_types.get(&(table.name.clone(), column.get_column_name())))
-            {
+            let enum_type = match column.get_column_type() {
+                Some(ColumnType::Custom(_)) => {
+                    enum_types.get(&(table.name.clone(), column.get_column_name()))
+                }
+                _ => None,
+            };
+            if let Some(enum_type) = enum_type {
                 *column = with_type(column, enum_type.clone());
             }
         }
@@ -136,10 +141,10 @@ pub fn tables(entities: Entities, backend: DbBackend) -> Result<Vec<ModelTable>,
 pub fn enum_types(tables: &[ModelTable]) -> Vec<(String, Vec<String>)> {
     let mut types: Vec<(String, Vec<String>)> = Vec::new();
     for column in tables.iter().flat_map(|t| &t.columns) {
-        if let Some((name, values)) = enum_of(column) {
-            if !types.iter().any(|(n, _)| *n == name) {
-                types.push((name, values));
-            }
+        if let Some((name, values)) = enum_of(column)
+            && !types.iter().any(|(n, _)| *n == name)
+        {
+            types.push((name, values));
         }
     }
     types
