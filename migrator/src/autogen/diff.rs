@@ -163,23 +163,10 @@ impl Change {
     pub fn destructive(&self) -> Option<String> {
         match self {
             Self::DropTable { table, .. } => Some(format!("drops table {table} and its rows")),
-            Self::DropColumn {
-                table,
-                column,
-                renamed_to,
-            } => {
+            Self::DropColumn { table, column, .. } => {
                 let mut why = format!("drops column {table}.{} and its data", column.name);
                 if let Some(lost) = self.not_restorable() {
                     let _ = write!(why, "; {lost}");
-                }
-                if let Some(new) = renamed_to {
-                    let _ = write!(
-                        why,
-                        "; if {table}.{new} is {old} renamed, declare \
-                         `#[sea_orm(renamed_from = \"{old}\")]` on the field `{new}` instead, \
-                         which keeps the data",
-                        old = column.name
-                    );
                 }
                 Some(why)
             }
@@ -302,7 +289,9 @@ impl fmt::Display for Change {
                 match renamed_to {
                     Some(new) => write!(
                         f,
-                        " (renamed to {new}? then declare `renamed_from = \"{}\"` on {new})",
+                        " (renamed to {new}? then declare \
+                         `#[sea_orm(renamed_from = \"{}\")]` on the field `{new}` instead, \
+                         which keeps the data)",
                         c.name
                     ),
                     None => Ok(()),

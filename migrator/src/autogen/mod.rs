@@ -118,5 +118,14 @@ pub fn write(crate_dir: &Path, name: &str, source: &str) -> Result<PathBuf, Stri
         .ok_or_else(|| "the generator wrote no new file".to_owned())?;
     std::fs::write(&written, source)
         .map_err(|e| format!("cannot write {}: {e}", written.display()))?;
+    // As `cargo fmt` would leave it, so that the project's `cargo fmt --check` passes (the
+    // written file is already valid without it: no rustfmt, no change).
+    let _ = std::process::Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .arg(&written)
+        .current_dir(crate_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
     Ok(written)
 }
