@@ -101,6 +101,12 @@ const USER_FIELDS_1: &str = r#"    #[sea_orm(column_type = "String(StringLen::N(
     pub seen_at: Option<DateTime>,
     pub seen_tz: Option<DateTimeWithTimeZone>,
     pub avatar: Option<Vec<u8>>,
+    #[sea_orm(column_type = "Decimal(Some((10, 2)))")]
+    pub price: Option<Decimal>,
+    pub token: Option<Uuid>,
+    pub meta: Option<Json>,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub meta_b: Option<Json>,
     pub mood: Option<Mood>,
     pub pos_x_y: Option<i32>,
     pub c_i64: Option<i64>,
@@ -141,6 +147,12 @@ const USER_FIELDS_2: &str = r#"    #[sea_orm(column_type = "String(StringLen::N(
     pub wakes_at: Option<Time>,
     pub seen_tz: Option<DateTimeWithTimeZone>,
     pub avatar: Option<Vec<u8>>,
+    #[sea_orm(column_type = "Decimal(Some((10, 2)))")]
+    pub price: Option<Decimal>,
+    pub token: Option<Uuid>,
+    pub meta: Option<Json>,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub meta_b: Option<Json>,
     pub mood: Option<Mood>,
     pub pos_x_y: Option<i32>,
     pub c_i64: Option<i64>,
@@ -393,6 +405,13 @@ fn set_entities(scratch: &Scratch, modules: &[&str]) {
 )]
 async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_backends() {
     let _target = shared_target();
+    let started = std::time::Instant::now();
+    let lap = |step: &str| {
+        eprintln!(
+            "autogenerate matrix: {step} done at {:?}",
+            started.elapsed()
+        )
+    };
     let scratch = Scratch::named("autogen-matrix");
     let pairs = [
         Pair::new(&scratch, TestBackend::Postgres).await,
@@ -423,6 +442,8 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
     }
     let users = USERS.to_string();
 
+    lap("setup");
+
     // 1. Adds.
     std::fs::write(
         scratch.path("entity/src/user.rs"),
@@ -451,6 +472,10 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
         ".to(Category::Table, Category::Id)",
         "date(User::CreatedOn).default(Expr::current_date()).take()",
         "ColumnType::VarBinary(StringLen::None)",
+        "decimal_len_null(User::Price, 10, 2)",
+        "uuid_null(User::Token)",
+        "json_null(User::Meta)",
+        "json_binary_null(User::MetaB)",
         "#[sea_orm(iden = \"pos_x_y\")]",
         "#[sea_orm(iden = \"c_i64\")]",
         "#[sea_orm(iden = \"a_b_c\")]",
@@ -496,7 +521,7 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
         sequence_before,
         "SQLite: rebuilding user keeps its AUTOINCREMENT counter"
     );
-    let fill = "UPDATE \"user\" SET nick = 'k' || id, bio = 'b', code = 'c' || id, \
+    let fill = "UPDATE \"user\" SET nick = 'k' || id, bio = 'b', code = 'c' || id, price = 1.5, \
                  title = 't', seen_at = '2026-01-01 00:00:00', a_b_c = 'x', pos_x_y = 7; \
                  UPDATE \"user\" SET mood = 'happy' WHERE id <= 10; \
                  INSERT INTO tag (label) VALUES ('a'), ('b'); \
@@ -506,6 +531,8 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
     for pair in &pairs {
         pair.seed([fill, fill]).await;
     }
+
+    lap("adds");
 
     // 2. Alters.
     std::fs::write(
@@ -550,7 +577,8 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
         );
         assert_eq!(
             pair.value(
-                "SELECT CAST(count(*) AS TEXT) FROM \"user\" WHERE bio = 'b' AND code = 'c' || id"
+                "SELECT CAST(count(*) AS TEXT) FROM \"user\" \
+                 WHERE bio = 'b' AND code = 'c' || id AND price = 1.5"
             )
             .await,
             users,
@@ -569,6 +597,8 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
             "{at}"
         );
     }
+
+    lap("alters");
 
     // 3. Drops.
     std::fs::write(
@@ -640,6 +670,8 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
         );
     }
 
+    lap("drops");
+
     // The generated files are formatted and pass the project's lints.
     let fmt = Command::new(env!("CARGO"))
         .args(["fmt", "-p", "migration", "--", "--check"])
@@ -673,4 +705,5 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
         "clippy on the generated migrations:\n{}",
         String::from_utf8_lossy(&clippy.stderr)
     );
+    lap("fmt and clippy");
 }
