@@ -459,6 +459,40 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
         assert_eq!(code, Some(5), "check names the additions: {out}");
         assert!(out.contains("user.created_on"), "{out}");
     }
+    // Compared on SQLite, the same additions make the same steps (the files are read and
+    // removed again: the migration the test goes on with is PostgreSQL's).
+    let lib = std::fs::read_to_string(scratch.path("migration/src/lib.rs")).unwrap();
+    let before = scratch.migrations();
+    let printed = scratch.ok(
+        "adds on SQLite",
+        "sqlite::memory:",
+        &["autogenerate", "adds"],
+    );
+    let written: Vec<String> = scratch
+        .migrations()
+        .into_iter()
+        .filter(|m| !before.contains(m))
+        .collect();
+    assert_eq!(written.len(), 2, "{printed}");
+    let on_sqlite =
+        std::fs::read_to_string(scratch.path(&format!("migration/src/{}", written[0]))).unwrap();
+    for expected in [
+        "enums::create_type(manager, \"mood\", &[\"happy\", \"sad\"])",
+        "enumeration_null(User::Mood, Alias::new(\"mood\"), [Alias::new(\"happy\"), Alias::new(\"sad\")])",
+        ".primary_key(Index::create().col(UserTag::UserId).col(UserTag::TagId))",
+        "date(User::CreatedOn).default(Expr::current_date()).take()",
+        "ColumnType::VarBinary(StringLen::None)",
+        "decimal_len_null(User::Price, 10, 2)",
+        "json_binary_null(User::MetaB)",
+        ".add_unique([User::Name])",
+    ] {
+        assert_has(&on_sqlite, expected);
+    }
+    for file in &written {
+        std::fs::remove_file(scratch.path(&format!("migration/src/{file}"))).unwrap();
+    }
+    std::fs::write(scratch.path("migration/src/lib.rs"), lib).unwrap();
+
     let (sources, printed) = autogenerate(&scratch, &pg, "adds");
     assert_eq!(
         sources.len(),

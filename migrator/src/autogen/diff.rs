@@ -432,6 +432,29 @@ pub fn plan(actual: &Catalog, desired: &Catalog, model: &[ModelTable]) -> Vec<Ch
         });
     }
     let (mut enum_adds, mut enum_drops) = (Vec::new(), Vec::new());
+    if desired.enums.is_empty() {
+        // SQLite has no enum types (an enum column is text): a type is new when every column
+        // of the model that uses it is new, so that the migration runs on PostgreSQL too.
+        // (Values added to a type, or a type no longer used, show on PostgreSQL only.)
+        for (name, values) in super::model::enum_types(model) {
+            let all_new = model.iter().all(|t| {
+                t.columns.iter().all(|c| {
+                    super::model::enum_of(c).is_none_or(|(n, _)| n != name)
+                        || actual.tables.get(&t.name).is_none_or(|have| {
+                            let old = t
+                                .renamed_from
+                                .get(&c.get_column_name())
+                                .cloned()
+                                .unwrap_or_else(|| c.get_column_name());
+                            have.column(&old).is_none()
+                        })
+                })
+            });
+            if all_new {
+                enum_adds.push(Change::CreateEnum { name, values });
+            }
+        }
+    }
     for (name, values) in &desired.enums {
         match actual.enums.get(name) {
             None => enum_adds.push(Change::CreateEnum {
