@@ -469,3 +469,36 @@ async fn query(
 fn one<T: sea_orm_migration::sea_orm::TryGetable>(rows: &[QueryResult]) -> Option<T> {
     rows.first().and_then(|row| row.try_get_by_index(0).ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite adds a column in place only with a constant default ("Cannot add a column with
+    /// non-constant default" on a table with rows); any other default means a rebuild.
+    #[test]
+    fn only_constant_defaults_are_added_in_place() {
+        let add = |column: &mut ColumnDef| Op::AddColumn(column.take());
+        let name = || Alias::new("c");
+        assert!(in_place(&add(ColumnDef::new(name()).integer().null())));
+        assert!(in_place(&add(ColumnDef::new(name())
+            .integer()
+            .not_null()
+            .default(0))));
+        assert!(!in_place(&add(ColumnDef::new(name()).integer().not_null())));
+        for default in [
+            Expr::current_date(),
+            Expr::current_timestamp(),
+            Expr::cust("(1 + 1)"),
+        ] {
+            assert!(!in_place(&add(ColumnDef::new(name())
+                .date()
+                .not_null()
+                .default(default.clone()))));
+            assert!(!in_place(&add(ColumnDef::new(name())
+                .date()
+                .null()
+                .default(default))));
+        }
+    }
+}

@@ -836,6 +836,81 @@ mod tests {
     }
 
     #[test]
+    fn enum_types_are_created_extended_refused_when_reordered_and_dropped() {
+        let enums = |list: &[(&str, &[&str])]| -> BTreeMap<String, Vec<String>> {
+            list.iter()
+                .map(|(n, v)| ((*n).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+                .collect()
+        };
+        let with = |e| Catalog {
+            enums: e,
+            ..Catalog::default()
+        };
+        let have = with(enums(&[("mood", &["happy", "sad"]), ("old", &["x"])]));
+        let want = with(enums(&[
+            ("mood", &["happy", "sad", "calm"]),
+            ("size", &["s"]),
+        ]));
+        let changes = plan(&have, &want, &[]);
+        assert_eq!(
+            changes,
+            [
+                Change::AddEnumValues {
+                    name: "mood".into(),
+                    before: vec!["happy".into(), "sad".into()],
+                    added: vec!["calm".into()],
+                },
+                Change::CreateEnum {
+                    name: "size".into(),
+                    values: vec!["s".into()],
+                },
+                Change::DropEnum {
+                    name: "old".into(),
+                    values: vec!["x".into()],
+                },
+            ]
+        );
+        let reordered = with(enums(&[("mood", &["sad", "happy"]), ("old", &["x"])]));
+        let changes = plan(&have, &reordered, &[]);
+        assert!(
+            matches!(&changes[0], Change::Manual { what, .. } if what.contains("only adds values at the end")),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn a_dropped_column_with_one_added_of_its_type_suggests_renamed_from() {
+        let have = catalog(vec![(
+            "user",
+            table(vec![
+                col("id", "integer", false),
+                col("nick", "text", false),
+            ]),
+        )]);
+        let want = catalog(vec![(
+            "user",
+            table(vec![
+                col("id", "integer", false),
+                col("nickname", "text", true),
+            ]),
+        )]);
+        let changes = plan(&have, &want, &[model("user", &[])]);
+        let drop = changes
+            .iter()
+            .find(|c| matches!(c, Change::DropColumn { .. }))
+            .unwrap();
+        let text = drop.to_string();
+        assert!(
+            text.contains("`#[sea_orm(renamed_from = \"nick\")]` on the field `nickname`"),
+            "{text}"
+        );
+        // NOT NULL without a default: `down` cannot give the rows their values back.
+        let lost = drop.not_restorable().unwrap();
+        assert!(lost.contains("`down` cannot restore user.nick"), "{lost}");
+        assert!(drop.destructive().unwrap().contains(&lost));
+    }
+
+    #[test]
     fn widening_is_not_narrowing() {
         assert!(!narrows("character varying(100)", "character varying(255)"));
         assert!(!narrows("character varying(255)", "text"));
