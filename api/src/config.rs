@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use service::DatabaseConfig;
 use service::config::{Environment, Variable, syntax};
+use service::{DatabaseConfig, MigratorOptions};
 
 pub use service::ConfigError;
 
@@ -55,6 +55,9 @@ pub struct ApiConfig {
     /// The database (`DATABASE_URL`, `DB_*`).
     #[command(flatten)]
     pub database: DatabaseConfig,
+    /// How `--migrate` applies the migrations (`MIGRATION_*`, read as the migrator reads them).
+    #[command(flatten, next_help_heading = "Migrations at start-up (with --migrate)")]
+    pub migrations: MigratorOptions,
 }
 
 /// What the command line asks for.
@@ -108,8 +111,8 @@ impl Invocation {
 }
 
 impl ApiConfig {
-    /// Every variable the API reads — its own (`API_*`) and the database's — with defaults and
-    /// meanings.
+    /// Every variable the API reads — its own (`API_*`), the database's (`DATABASE_URL`,
+    /// `DB_*`) and the migrations' (`MIGRATION_*`) — with defaults and meanings.
     #[must_use]
     pub fn variables() -> Vec<Variable> {
         service::config::variables(&Self::command())
@@ -216,6 +219,26 @@ mod tests {
     }
 
     #[test]
+    fn migrations_at_start_up_take_the_migrator_s_settings() {
+        let config = serve(
+            &["--migrate"],
+            &[
+                ("MIGRATION_LOCK_WAIT", "2m"),
+                ("MIGRATION_BATCH_SIZE", "100"),
+            ],
+        );
+        assert_eq!(config.migrations.lock_wait, Duration::from_secs(120));
+        assert_eq!(config.migrations.batch_size, 100);
+        assert_eq!(serve(&[], &[]).migrations, MigratorOptions::default());
+        let err = parse(&[], &[("MIGRATION_LOCK_WAIT", "abc")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(r#"MIGRATION_LOCK_WAIT="abc" is invalid"#),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn invalid_values_name_the_variable_and_the_value() {
         let err = parse(&[], &[("API_MIGRATE", "maybe")]).unwrap_err();
         assert_eq!(
@@ -297,11 +320,18 @@ mod tests {
     }
 
     #[test]
-    fn variables_are_the_api_s_and_the_database_s() {
+    fn variables_are_the_api_s_the_database_s_and_the_migrations() {
         let names: Vec<String> = ApiConfig::variables().into_iter().map(|v| v.name).collect();
-        for name in ["API_ADDR", "API_REQUEST_TIMEOUT", "DATABASE_URL", "DB_ECHO"] {
+        for name in [
+            "API_ADDR",
+            "API_REQUEST_TIMEOUT",
+            "DATABASE_URL",
+            "DB_ECHO",
+            "MIGRATION_LOCK_WAIT",
+        ] {
             assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
         }
-        assert_eq!(names.len(), 5 + DatabaseConfig::variables().len());
+        // Five of the API's own, the database's, and the six options of a migration run.
+        assert_eq!(names.len(), 5 + DatabaseConfig::variables().len() + 6);
     }
 }

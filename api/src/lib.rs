@@ -350,10 +350,7 @@ pub async fn run(
         .map_err(StartError::Connect)?;
     if config.migrate {
         tracing::info!("applying pending migrations");
-        if let Err(err) = service
-            .apply_migrations(&service::MigratorOptions::default())
-            .await
-        {
+        if let Err(err) = service.apply_migrations(&config.migrations).await {
             let _ = service.close().await;
             return Err(StartError::Migrate(err));
         }

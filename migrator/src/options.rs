@@ -215,7 +215,9 @@ pub fn environment() -> Vec<Variable> {
 
 pub use settings::{DURATION_FORM, duration as parse_duration};
 
-/// clap's parser for a duration: the error names the option and its variable.
+/// clap's parser for a duration. Its error carries clap's context (the option and the value),
+/// so a caller that maps errors back to variables can name the variable; when the value came
+/// from the option's variable, the message names it too.
 #[derive(Debug, Clone, Copy)]
 struct DurationParser;
 
@@ -224,22 +226,21 @@ impl TypedValueParser for DurationParser {
 
     fn parse_ref(
         &self,
-        _cmd: &clap::Command,
+        cmd: &clap::Command,
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<Duration, clap::Error> {
-        let text = value.to_string_lossy();
-        parse_duration(&text).map_err(|form| {
-            let option = arg.and_then(clap::Arg::get_long).unwrap_or("duration");
-            let variable = arg
-                .and_then(clap::Arg::get_env)
-                .map(|name| format!(" ({})", name.to_string_lossy()))
-                .unwrap_or_default();
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid value {text:?} for --{option}{variable}: expected {form}\n"),
-            )
-        })
+        let variable = arg
+            .and_then(clap::Arg::get_env)
+            .map(|name| name.to_string_lossy().into_owned())
+            .filter(|name| std::env::var_os(name).is_some_and(|set| set == value));
+        let parse = move |text: &str| {
+            parse_duration(text).map_err(|form| match &variable {
+                Some(name) => format!("{form} (the value of {name})"),
+                None => form,
+            })
+        };
+        parse.parse_ref(cmd, arg, value)
     }
 }
 
@@ -271,13 +272,16 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_duration_names_the_variable_and_the_form() {
+    fn a_bad_duration_names_the_option_and_the_form() {
+        // Given in the variable, the message names the variable too: tests/integration/
+        // migrator_cli.rs runs the binary with `MIGRATION_LOCK_WAIT=abc`.
         use clap::Parser as _;
         let err = FromEnvironment::try_parse_from(["migrator", "--lock-wait", "abc"])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains("MIGRATION_LOCK_WAIT"), "{err}");
+        assert!(err.contains("--lock-wait"), "{err}");
+        assert!(!err.contains("MIGRATION_LOCK_WAIT"), "{err}");
         assert!(err.contains("500ms, 5s, 2m"), "{err}");
     }
 

@@ -13,8 +13,9 @@
 //! * [`Error`] — one error type: `NotFound`, `Conflict`, `Validation`, `Unavailable`, …
 //! * [`metrics`] — what is recorded for operators (pool usage, query latency and errors,
 //!   replica lag, migrations) through the `metrics` facade, for the recorder you install.
-//! * `testing` (feature `testing`) — a fresh migrated database per test and a transaction that
-//!   is always rolled back, for this crate's tests and yours.
+//! * `testing` (feature `testing`) — `TestTransaction`, a transaction that is always rolled
+//!   back; the rest of the test support (a fresh migrated database per test, clusters, a
+//!   pooler, a fault proxy) is the `test-support` crate, which enables this feature.
 //!
 //! ```no_run
 //! # async fn example() -> service::Result<()> {

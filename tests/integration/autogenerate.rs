@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use service::testing::{TestBackend, TestDatabase};
+use test_support::{TestBackend, TestDatabase};
 
 use crate::sql::{execute, query_text};
 

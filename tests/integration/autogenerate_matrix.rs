@@ -25,7 +25,7 @@
 
 use std::process::Command;
 
-use service::testing::{TestBackend, TestDatabase};
+use test_support::{TestBackend, TestDatabase};
 
 use crate::autogenerate::{Scratch, shared_target};
 use crate::migrator_cli::apply_script;

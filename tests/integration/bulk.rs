@@ -5,11 +5,10 @@
 
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder, TransactionTrait};
 use service::Error;
-use service::testing::new_user;
-use service::testing::{TestBackend, TestDatabase};
 use service::user::{self, NewUser};
 
 use crate::on_both_backends;
+use test_support::{TestBackend, TestDatabase, new_user};
 
 on_both_backends!(
     create_many_inserts_every_row_and_returns_the_count,

@@ -7,13 +7,12 @@ use migration::{Migrator, MigratorTrait};
 use migrator::MigratorOptions;
 use migrator::runner::{self, DownTo, MigrateError, UpTo};
 use sea_orm::{ConnectionTrait, TransactionTrait};
-use service::testing::{TestBackend, TestCluster, TestDatabase};
 use service::user::{self, NewUser, UserChanges};
 use service::{ConnectFailure, DatabaseConfig, DatabaseService, DatabaseUrl, Error};
 
 use crate::on_both_backends;
 use crate::sql::table_exists;
-use service::testing::{free_port, scalar as count};
+use test_support::{TestBackend, TestCluster, TestDatabase, free_port, scalar as count};
 
 on_both_backends!(
     a_migration_failing_part_way_leaves_nothing_behind,

@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::ConnectionTrait;
-use service::testing::{FaultProxy, TestBackend, TestDatabase};
 use service::{DatabaseService, HealthStatus};
 
 use crate::on_both_backends;
+use test_support::{FaultProxy, TestBackend, TestDatabase};
 
 on_both_backends!(
     healthy_when_every_migration_is_applied,

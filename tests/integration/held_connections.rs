@@ -3,16 +3,15 @@
 //! to the next caller, a server restart costs no wrong answer, SeaORM's path is never starved,
 //! the pool never grows past its size, and lifetimes and idle timeouts still recycle.
 
-use service::testing::{new_user, scalar};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
-use service::testing::{TestBackend, TestCluster, TestDatabase};
 use service::user::{self, User};
 use service::{DatabaseConfig, DatabaseService, DatabaseUrl, Error};
+use test_support::{TestBackend, TestCluster, TestDatabase, new_user, scalar};
 
 /// A service on `url` with `max` connections, named `app` in `pg_stat_activity`.
 async fn service(url: &str, max: u32, app: &str) -> DatabaseService {

@@ -2,7 +2,7 @@
 //! database runs on PostgreSQL and on SQLite (`<test>::postgres`, `<test>::sqlite`).
 //!
 //! PostgreSQL comes from `TEST_DATABASE_URL`, a local server on port 5432, or a private
-//! cluster started for the run (see `service::testing`); a test never skips.
+//! cluster started for the run (see the `test-support` crate); a test never skips.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +17,7 @@ mod migrations;
 mod migrator_cli;
 mod online_migrations;
 mod poolers;
+mod readme_service;
 mod refusals;
 mod replicas;
 mod service;
@@ -26,4 +27,4 @@ mod test_support;
 mod two_services;
 mod user_repository;
 
-pub(crate) use ::service::on_both_backends;
+pub(crate) use ::test_support::on_both_backends;

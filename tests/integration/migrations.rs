@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
-use service::testing::{TestBackend, TestDatabase};
 
 use crate::on_both_backends;
 use crate::sql::table_exists;
-use service::testing::scalar as count;
+use test_support::scalar as count;
+use test_support::{TestBackend, TestDatabase};
 
 on_both_backends!(
     up_down_up_round_trip,

@@ -5,9 +5,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use service::testing::{PoolMode, TestBackend, TestCluster, TestDatabase, TestPgBouncer};
 
 use crate::sql::{execute, query_text};
+use test_support::{PoolMode, TestBackend, TestCluster, TestDatabase, TestPgBouncer};
 
 /// The `migration` binary (what `cargo migrate` runs), built once per test run into this test
 /// binary's own target folder and profile.

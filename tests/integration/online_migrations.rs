@@ -18,8 +18,8 @@ use migration::{
 use migrator::MigratorOptions;
 use migrator::runner::{self, UpTo};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement};
-use service::testing::{TestBackend, TestDatabase};
 use service::user::{self, UserChanges};
+use test_support::{TestBackend, TestDatabase};
 
 /// The lowercase migration as it was: one `UPDATE` in one transaction.
 struct OneUpdate;

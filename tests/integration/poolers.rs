@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, sqlx};
-use service::testing::{PoolMode, TestCluster, TestPgBouncer};
 use service::user::{self, NewUser};
 use service::{ConnectFailure, DatabaseConfig, DatabaseService, DatabaseUrl, Error};
 
 use crate::sql::table_exists;
+use test_support::{PoolMode, TestCluster, TestPgBouncer};
 
 /// Concurrent clients in every test here, over a pooler with fewer server connections.
 const CLIENTS: usize = 8;

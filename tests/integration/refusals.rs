@@ -3,8 +3,6 @@
 //! `Error::Unavailable`, never `Error::Database`, and the service recovers by itself once the
 //! condition clears. The same conditions through the API: `api/tests/http/refusals.rs`.
 
-use service::testing::new_user;
-use service::testing::with_quick_timeouts;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +10,11 @@ use std::time::{Duration, Instant};
 use sea_orm::TransactionTrait;
 use sea_orm::sqlx::Connection;
 use sea_orm::sqlx::postgres::PgConnection;
-use service::testing::{AdminSession, TestBackend, TestCluster, TestDatabase};
 use service::user::{self, UserChanges};
 use service::{DatabaseConfig, DatabaseService, DatabaseUrl, Error};
+use test_support::{
+    AdminSession, TestBackend, TestCluster, TestDatabase, new_user, with_quick_timeouts,
+};
 
 /// How long the service may take to serve again once a condition clears.
 const RECOVERY: Duration = Duration::from_secs(2);

@@ -2,15 +2,14 @@
 //! which node serves reads, read-your-writes, a replica that stops, lags or is promoted, and
 //! a primary URL that points at a standby.
 
-use service::testing::new_user;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
-use service::testing::TestReplicaPair;
 use service::user::{self, NewUser, UserChanges};
 use service::{
     ConnectFailure, DatabaseConfig, DatabaseService, DatabaseUrl, Error, HealthStatus, NodeRole,
 };
+use test_support::{TestReplicaPair, new_user};
 
 /// Starts the pair and connects a service to it, once the replica is in rotation.
 async fn connect(pair: &TestReplicaPair) -> DatabaseService {

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use service::testing::{FaultProxy, TestBackend, TestDatabase};
 use service::{ConnectFailure, DatabaseConfig, DatabaseService, DatabaseUrl, Error};
+use test_support::{FaultProxy, TestBackend, TestDatabase};
 
 #[tokio::test]
 async fn connect_waits_for_a_server_that_comes_up_within_the_deadline() {

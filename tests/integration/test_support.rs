@@ -1,12 +1,11 @@
 //! The fixtures exported behind the `testing` feature do what they promise.
 
 use sea_orm::TransactionTrait;
-use service::testing::new_user;
-use service::testing::{TestBackend, TestDatabase, TestTransaction};
 use service::user;
 use service::{DatabaseService, Executor};
 
 use crate::on_both_backends;
+use test_support::{TestBackend, TestDatabase, TestTransaction, new_user};
 
 on_both_backends!(
     rollback_fixture_leaves_no_rows,

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-use service::testing::TestReplicaPair;
 use service::user::{self, NewUser};
 use service::{DatabaseService, Executor};
+use test_support::TestReplicaPair;
 
 /// Histogram records by metric and `pool` label (`db_pool_acquire_wait_seconds{pool=…}`).
 #[derive(Default)]

@@ -1,14 +1,13 @@
 //! The `user` repository, through the public API, on both backends.
 
-use service::testing::new_user;
 use std::collections::HashSet;
 use std::time::Duration;
 
 use service::Error;
-use service::testing::{TestBackend, TestDatabase};
 use service::user::{self, UserChanges};
 
 use crate::on_both_backends;
+use test_support::{TestBackend, TestDatabase, new_user};
 
 on_both_backends!(
     create_normalises_the_email_and_returns_the_stored_row,

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use service::testing::{TestBackend, TestDatabase};
 
 use crate::on_both_backends;
 use crate::support::{client, status_and_json};
+use test_support::{TestBackend, TestDatabase};
 
 /// A folder of its own to run the binary in (its `data/`, no `.env` above it).
 pub(crate) struct TempDir(pub(crate) PathBuf);

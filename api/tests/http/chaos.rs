@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use reqwest::{RequestBuilder, StatusCode};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
-use service::testing::{AdminSession, TestCluster};
 
 use crate::binary::{Running, TempDir};
 use crate::support::client;
+use test_support::{AdminSession, TestCluster};
 
 const CLIENTS: usize = 8;
 /// Load before the first fault; the API's memory is measured after it.

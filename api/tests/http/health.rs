@@ -5,12 +5,12 @@
 use reqwest::StatusCode;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
-use service::testing::{TestBackend, TestDatabase};
 
 use crate::on_both_backends;
 use crate::support::{
     TestServer, assert_retry_after, assert_users_unavailable, id_of, status_and_json,
 };
+use test_support::{TestBackend, TestDatabase};
 
 on_both_backends!(
     healthy_answers_200_with_status_latency_and_migration_counts_only,

@@ -16,10 +16,10 @@ mod shutdown;
 mod support;
 mod users;
 
-/// `service::on_both_backends!` on a two-thread runtime (the server runs beside the client).
+/// `test_support::on_both_backends!` on a two-thread runtime (the server runs beside the client).
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
-        ::service::on_both_backends!(
+        ::test_support::on_both_backends!(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)] $($name),*
         );
     };

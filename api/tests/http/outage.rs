@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 use service::DatabaseConfig;
-use service::testing::{FaultProxy, TestBackend, TestDatabase};
 
 use crate::support::{TestServer, assert_users_unavailable, id_of, status_and_json};
+use test_support::{FaultProxy, TestBackend, TestDatabase};
 
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
 

@@ -2,10 +2,10 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use service::testing::{PoolMode, TestCluster, TestPgBouncer};
 use service::{DatabaseConfig, DatabaseService, DatabaseUrl};
 
 use crate::support::{TestServer, id_of, status_and_json};
+use test_support::{PoolMode, TestCluster, TestPgBouncer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_serves_through_a_session_pooler() {

@@ -4,14 +4,12 @@
 //! condition clears. The same conditions through the repository:
 //! `tests/integration/refusals.rs`.
 
-use service::testing::with_quick_timeouts;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Response, StatusCode};
 use sea_orm::TransactionTrait;
 use serde_json::{Value, json};
-use service::testing::{AdminSession, TestBackend, TestCluster, TestDatabase};
 use service::{DatabaseConfig, DatabaseUrl};
 
 use crate::binary::{Running, TempDir};
@@ -19,6 +17,7 @@ use crate::support::{
     TestServer, assert_unavailable, assert_users_unavailable, assert_users_unavailable_at, client,
     id_of, status_and_json,
 };
+use test_support::{AdminSession, TestBackend, TestCluster, TestDatabase, with_quick_timeouts};
 
 /// How long the API may take to answer 2xx again once a condition clears.
 const RECOVERY: Duration = Duration::from_secs(2);

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use service::testing::TestReplicaPair;
 
 use crate::support::{TestServer, id_of, status_and_json};
+use test_support::TestReplicaPair;
 
 const READ_AFTER: &str = "x-read-after";
 

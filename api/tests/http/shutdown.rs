@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use service::HealthStatus;
-use service::testing::{FaultProxy, TestBackend, TestDatabase};
 
 use crate::on_both_backends;
 use crate::support::{TestServer, client, status_and_json};
+use test_support::{FaultProxy, TestBackend, TestDatabase};
 
 on_both_backends!(shutdown_stops_serving_and_closes_the_pool);
 

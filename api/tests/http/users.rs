@@ -6,10 +6,10 @@ use chrono::{DateTime, FixedOffset};
 use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
-use service::testing::{TestBackend, TestDatabase};
 
 use crate::on_both_backends;
 use crate::support::{TestServer, assert_error, assert_no_internals, id_of, status_and_json};
+use test_support::{TestBackend, TestDatabase};
 
 on_both_backends!(
     create_answers_201_with_the_stored_user_and_its_location,

@@ -20,12 +20,12 @@ use api::Application;
 use reqwest::{Method, StatusCode};
 use sea_orm::TransactionTrait;
 use serde_json::{Value, json};
-use service::testing::{FaultProxy, TestBackend, TestDatabase, TestReplicaPair};
 use service::{DatabaseConfig, DatabaseService};
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
 
 use scrape::Scrape;
+use test_support::{FaultProxy, TestBackend, TestDatabase, TestReplicaPair};
 
 /// One test at a time: the counters are the process's.
 static TURN: Mutex<()> = Mutex::const_new(());
@@ -412,15 +412,13 @@ async fn traffic_moves_the_counters_by_what_was_sent(backend: TestBackend) {
 mod traffic_moves_the_counters_by_what_was_sent {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {
-        super::traffic_moves_the_counters_by_what_was_sent(
-            ::service::testing::TestBackend::Postgres,
-        )
-        .await;
+        super::traffic_moves_the_counters_by_what_was_sent(::test_support::TestBackend::Postgres)
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {
-        super::traffic_moves_the_counters_by_what_was_sent(::service::testing::TestBackend::Sqlite)
+        super::traffic_moves_the_counters_by_what_was_sent(::test_support::TestBackend::Sqlite)
             .await;
     }
 }

@@ -1,4 +1,7 @@
-//! Test support for this crate and for downstream crates (feature `testing`).
+//! Test support for the project's tests and for downstream crates: a fresh migrated database
+//! per test, throw-away clusters, standbys, a pooler and a fault proxy, and the small helpers
+//! the test suites share. Add it as a dev-dependency:
+//! `test-support = { path = "../test-support" }`.
 //!
 //! * [`TestDatabase`] — a fresh, fully migrated database per test, on PostgreSQL or SQLite.
 //!   On PostgreSQL it is a uniquely named database copied from a migrated template (about
@@ -27,7 +30,7 @@
 //! If none works, the test fails with a message naming these three ways; it never skips.
 //!
 //! ```no_run
-//! use service::testing::{TestBackend, TestDatabase, TestTransaction};
+//! use test_support::{TestBackend, TestDatabase, TestTransaction};
 //! use service::user;
 //!
 //! #[tokio::test]
@@ -48,7 +51,6 @@ mod pgbouncer;
 mod postgres;
 mod proxy;
 mod replica_pair;
-mod transaction;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -57,8 +59,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 
-use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::database::DatabaseService;
+use service::DatabaseService;
+use service::config::{DatabaseConfig, DatabaseUrl};
 
 pub use admin::AdminSession;
 pub use cluster::TestCluster;
@@ -66,7 +68,9 @@ pub use helpers::{free_port, new_user, scalar, with_quick_timeouts};
 pub use pgbouncer::{PoolMode, TestPgBouncer};
 pub use proxy::FaultProxy;
 pub use replica_pair::TestReplicaPair;
-pub use transaction::TestTransaction;
+/// The always-rolled-back transaction lives in `service` (it is one of the service's executors);
+/// it is re-exported here so tests import all their support from one place.
+pub use service::testing::TestTransaction;
 
 /// Which database a [`TestDatabase`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

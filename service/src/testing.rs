@@ -1,4 +1,8 @@
-//! [`TestTransaction`]: a transaction that is always rolled back.
+//! [`TestTransaction`]: a transaction that is always rolled back (feature `testing`).
+//!
+//! It lives here, not in the `test-support` crate with the rest of the test support, because
+//! it is one of the service's executors (the `Executor` trait is sealed); `test-support`
+//! re-exports it.
 
 use std::future::Future;
 use std::ops::Deref;

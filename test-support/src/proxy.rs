@@ -1,7 +1,7 @@
 //! [`FaultProxy`]: a TCP proxy in front of the test server, to make a database come up late, go
 //! away, or stop answering, without touching the shared server.
 
-use crate::config::{DatabaseConfig, DatabaseUrl};
+use service::config::{DatabaseConfig, DatabaseUrl};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -21,7 +21,7 @@ enum Mode {
 ///
 /// ```no_run
 /// # async fn example() {
-/// use service::testing::{FaultProxy, TestBackend, TestDatabase};
+/// use test_support::{FaultProxy, TestBackend, TestDatabase};
 ///
 /// let db = TestDatabase::new(TestBackend::Postgres).await;
 /// let proxy = FaultProxy::start(db.config()).await;

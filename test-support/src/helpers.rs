@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::config::DatabaseConfig;
-use crate::user::NewUser;
+use service::config::DatabaseConfig;
+use service::user::NewUser;
 
 pub use super::cluster::free_port;
 
@@ -14,8 +14,8 @@ pub use super::cluster::free_port;
 /// each under `#[tokio::test]`, or under the test attribute given first:
 ///
 /// ```ignore
-/// service::on_both_backends!(creates_a_user, lists_users);
-/// service::on_both_backends!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] serves);
+/// test_support::on_both_backends!(creates_a_user, lists_users);
+/// test_support::on_both_backends!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] serves);
 /// ```
 #[macro_export]
 macro_rules! on_both_backends {
@@ -24,12 +24,12 @@ macro_rules! on_both_backends {
             mod $name {
                 #[$test]
                 async fn postgres() {
-                    super::$name($crate::testing::TestBackend::Postgres).await;
+                    super::$name($crate::TestBackend::Postgres).await;
                 }
 
                 #[$test]
                 async fn sqlite() {
-                    super::$name($crate::testing::TestBackend::Sqlite).await;
+                    super::$name($crate::TestBackend::Sqlite).await;
                 }
             }
         )*

@@ -21,7 +21,7 @@ const SHARED: &[&str] = &["postgres", "test", "template0", "template1"];
 ///
 /// ```no_run
 /// # async fn example() {
-/// use service::testing::{AdminSession, TestBackend, TestDatabase};
+/// use test_support::{AdminSession, TestBackend, TestDatabase};
 ///
 /// let db = TestDatabase::new(TestBackend::Postgres).await;
 /// let admin = AdminSession::for_database(&db).await;

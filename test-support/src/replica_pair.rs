@@ -5,8 +5,8 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, Database};
 
 use super::TestCluster;
-use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::database::DatabaseService;
+use service::DatabaseService;
+use service::config::{DatabaseConfig, DatabaseUrl};
 
 /// A primary cluster with a migrated database, and a streaming standby of it (each a
 /// [`TestCluster`] on a free loopback port), for tests of read replicas. Dropping it removes
@@ -40,7 +40,7 @@ impl TestReplicaPair {
             .await
             .unwrap_or_else(|err| panic!("cannot connect to the test primary: {err}"));
         service
-            .apply_migrations(&crate::MigratorOptions::default())
+            .apply_migrations(&service::MigratorOptions::default())
             .await
             .unwrap_or_else(|err| panic!("cannot migrate the test primary: {err}"));
         let _ = service.close().await;
