@@ -72,22 +72,39 @@ pub async fn compare<M: MigrationSources + 'static>(
         let actual = catalog::read(&migrated, ignore::TABLES)
             .await
             .map_err(|e| format!("cannot read the migrated catalog: {e}"))?;
-        model::create(&SchemaManager::new(&model_db), &tables)
+        let skipped = model::create(&SchemaManager::new(&model_db), &tables)
             .await
             .map_err(|e| format!("cannot create the entities' tables: {e}"))?;
         let desired = catalog::read(&model_db, ignore::TABLES)
             .await
             .map_err(|e| format!("cannot read the entities' catalog: {e}"))?;
-        Ok::<_, String>((actual, desired))
+        Ok::<_, String>((actual, desired, skipped))
     });
     let outcome = tokio::select! {
         joined = work => joined.unwrap_or_else(|e| Err(format!("the comparison failed: {e}"))),
         _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
     };
     shadow.close().await;
-    let (actual, desired) = outcome?;
+    let (actual, desired, skipped) = outcome?;
+    // An entity the scratch database could not hold is reported, not compared (and its
+    // table, which the migrations may well create, is not a table to drop).
+    let mut changes: Vec<Change> = skipped
+        .iter()
+        .map(|(table, why)| Change::Manual {
+            table: table.clone(),
+            what: format!(
+                "the entity's table cannot be created on {} ({why}), so it is not compared",
+                backend.as_str()
+            ),
+        })
+        .collect();
+    changes.extend(
+        diff::plan(&actual, &desired, &model)
+            .into_iter()
+            .filter(|c| !matches!(c, Change::DropTable { table, .. } if skipped.iter().any(|(s, _)| s == table))),
+    );
     Ok(Comparison {
-        changes: diff::plan(&actual, &desired, &model),
+        changes,
         model,
         backend,
         enums: actual.enums,

@@ -303,12 +303,18 @@ fn order_by_dependency(mut pending: Vec<ModelTable>) -> Result<Vec<ModelTable>, 
     Ok(ordered)
 }
 
-/// Creates the model's tables and indexes in the empty database of `manager`.
+/// Creates the model's tables and indexes in the empty database of `manager`. An entity whose
+/// table cannot be created there (a type the backend lacks, a reference to such a table) is
+/// left out and returned with the reason, so that a comparison reports it and goes on.
 ///
 /// # Errors
 ///
-/// Any database error, naming the table.
-pub async fn create(manager: &SchemaManager<'_>, tables: &[ModelTable]) -> Result<(), DbErr> {
+/// Any other database error (an enum type, an index), naming it.
+pub async fn create(
+    manager: &SchemaManager<'_>,
+    tables: &[ModelTable],
+) -> Result<Vec<(String, String)>, DbErr> {
+    let mut skipped: Vec<(String, String)> = Vec::new();
     if manager.get_database_backend() == DbBackend::Postgres {
         for (name, values) in enum_types(tables) {
             manager
@@ -338,12 +344,29 @@ pub async fn create(manager: &SchemaManager<'_>, tables: &[ModelTable]) -> Resul
         for fk in &table.foreign_keys {
             create.foreign_key(&mut fk.clone());
         }
+        // SeaQuery panics on a type the backend lacks (an array on SQLite): that entity cannot
+        // be modelled here, the others still can.
+        let backend = manager.get_database_backend();
+        if let Err(panic) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.build(&create)))
+        {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "its columns cannot be written for this backend".to_owned());
+            skipped.push((table.name.clone(), why));
+            continue;
+        }
         let created = if table.timestamps {
             crate::timestamps::create_table(manager, create).await
         } else {
             manager.create_table(create).await
         };
-        created.map_err(|e| DbErr::Migration(format!("entity {}: {e}", table.name)))?;
+        if let Err(e) = created {
+            skipped.push((table.name.clone(), e.to_string()));
+            continue;
+        }
         for index in &table.indexes {
             manager
                 .create_index(index.clone())
@@ -351,7 +374,7 @@ pub async fn create(manager: &SchemaManager<'_>, tables: &[ModelTable]) -> Resul
                 .map_err(|e| DbErr::Migration(format!("entity {}: {e}", table.name)))?;
         }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 #[cfg(test)]
@@ -381,6 +404,55 @@ mod tests {
             err.contains("user.rs") && err.contains("`pub mod user;`"),
             "{err}"
         );
+    }
+
+    /// An entity SQLite cannot hold (an array column) is left out with the reason, and the
+    /// others are created.
+    #[tokio::test]
+    async fn an_entity_the_backend_cannot_create_is_left_out_and_named() {
+        let db = sea_orm_migration::sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let manager = SchemaManager::new(&db);
+        let table = |name: &str, column: ColumnDef| ModelTable {
+            name: name.into(),
+            columns: vec![
+                ColumnDef::new(Alias::new("id"))
+                    .integer()
+                    .not_null()
+                    .primary_key()
+                    .to_owned(),
+                column,
+            ],
+            foreign_keys: Vec::new(),
+            indexes: Vec::new(),
+            timestamps: false,
+            renamed_from: BTreeMap::new(),
+            primary_key: vec!["id".into()],
+        };
+        let skipped = create(
+            &manager,
+            &[
+                table(
+                    "tagged",
+                    ColumnDef::new_with_type(
+                        Alias::new("tags"),
+                        ColumnType::Array(ColumnType::Text.into()),
+                    )
+                    .to_owned(),
+                ),
+                table(
+                    "plain",
+                    ColumnDef::new(Alias::new("n")).integer().to_owned(),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped[0].0, "tagged");
+        assert!(skipped[0].1.contains("Array"), "{skipped:?}");
+        assert!(manager.has_table("plain").await.unwrap());
     }
 
     #[test]
