@@ -17,6 +17,9 @@
 //!    it while the table has rows, and is flagged so), an enum column with its type, and a
 //!    probable rename without `renamed_from` (the output suggests it).
 //!
+//! Then a field autogenerate cannot write (an array): it refuses before writing any file, and
+//! `check` reports what it cannot model rather than failing.
+//!
 //! For each step, on both backends: `autogenerate` (compared on PostgreSQL) writes the
 //! migration, `check` is clean after it, `up` keeps the rows, `down` gives back the schema
 //! dump of before, and the `up --sql` script applied by `psql`/`sqlite3` to a twin database
@@ -705,6 +708,42 @@ async fn every_kind_of_entity_change_round_trips_on_tables_with_rows_on_both_bac
     }
 
     lap("drops");
+
+    // A field autogenerate cannot write (an array): it refuses before writing any file,
+    // naming the entity and the field; `check` on SQLite, which cannot hold the table at all,
+    // reports that and does not fail.
+    std::fs::write(
+        scratch.path("entity/src/user.rs"),
+        user_entity(
+            &format!("{}    pub tags: Option<Vec<String>>,\n", user_fields_3()),
+            &["happy", "sad", "calm"],
+        ),
+    )
+    .unwrap();
+    scratch.build("refused");
+    let before = scratch.migrations();
+    let refused = scratch.migrator(&pg, &["autogenerate", "tags"]);
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("autogenerate wrote nothing")
+            && message.contains("entity `user`, field `tags`")
+            && message.contains("by hand"),
+        "{message}"
+    );
+    assert_eq!(scratch.migrations(), before, "no file written");
+    let [(pg_code, pg_out), (sqlite_code, sqlite_out)] = scratch.check(&pg);
+    assert_eq!(pg_code, Some(5), "{pg_out}");
+    assert!(
+        pg_out.contains("column user.tags: new in the entities"),
+        "{pg_out}"
+    );
+    assert_eq!(sqlite_code, Some(5), "{sqlite_out}");
+    assert!(
+        sqlite_out.contains("user: the entity's table cannot be created on SQLite"),
+        "{sqlite_out}"
+    );
+    lap("refusal");
 
     // The generated files are formatted and pass the project's lints.
     let fmt = Command::new(env!("CARGO"))

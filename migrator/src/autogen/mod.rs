@@ -94,7 +94,11 @@ pub async fn compare<M: MigrationSources + 'static>(
             table: table.clone(),
             what: format!(
                 "the entity's table cannot be created on {} ({why}), so it is not compared",
-                backend.as_str()
+                if backend == DbBackend::Postgres {
+                    "PostgreSQL"
+                } else {
+                    "SQLite"
+                }
             ),
         })
         .collect();
