@@ -244,6 +244,9 @@ pub enum CliError {
     /// `up --sql` or `down --sql` could not write the script.
     #[error("cannot write the SQL offline: {0}")]
     Offline(String),
+    /// `autogenerate` cannot write a migration for the difference (nothing was written).
+    #[error("autogenerate wrote nothing: {0}")]
+    Refused(String),
     /// `check` or `autogenerate` could not compare.
     #[error("cannot compare the entities with the migrations: {0}")]
     Autogenerate(String),
@@ -451,16 +454,22 @@ async fn model_first<M: MigrationSources + 'static>(
                 };
                 files.push((name, online));
             }
-            let mut out = String::new();
-            let mut destructive = false;
+            // Every file is written only once all of them could be: a refusal leaves nothing.
+            let mut emitted_files = Vec::new();
             for (name, changes) in &files {
                 let emitted = crate::autogen::emit::migration(
                     name,
                     changes,
                     &comparison.model,
                     comparison.backend,
+                    &comparison.enums,
                 )
-                .map_err(CliError::Autogenerate)?;
+                .map_err(CliError::Refused)?;
+                emitted_files.push((name, emitted));
+            }
+            let mut out = String::new();
+            let mut destructive = false;
+            for (name, emitted) in emitted_files {
                 let path = crate::autogen::write(
                     std::path::Path::new(project.migration_dir),
                     name,

@@ -6,7 +6,7 @@
 //!   backend ([`runner::Backend`]);
 //! * [`options`]: the settings of a run (lock waits, batches), parsed once;
 //! * [`status`] and [`checksum`]: what is applied, pending, unknown or edited since;
-//! * helpers for migrations: [`timestamps`], [`alter`], [`batch`], [`online`];
+//! * helpers for migrations: [`timestamps`], [`alter`], [`batch`], [`online`], [`enums`];
 //! * [`schema_dump`]: the catalog snapshot of the drift check;
 //! * with the `cli` feature: the command line ([`cli`]), offline SQL (`offline`) and the
 //!   comparison with the entities (`autogen`).
@@ -20,6 +20,7 @@ pub mod batch;
 pub mod checksum;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod enums;
 #[cfg(feature = "cli")]
 pub mod offline;
 pub mod online;

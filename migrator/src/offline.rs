@@ -91,6 +91,15 @@ async fn record<M: crate::MigrationSources>(
             }
         });
     }
+    if backend == DbBackend::Sqlite {
+        // As the migrator runs SQLite migrations (see `crate::runner`): a table rebuild
+        // (`crate::alter`) needs foreign key enforcement off. One connection: it stays off.
+        use sea_orm_migration::sea_orm::ConnectionTrait as _;
+        scratch
+            .execute_unprepared("PRAGMA foreign_keys = OFF")
+            .await
+            .map_err(failed("turn foreign key enforcement off"))?;
+    }
     if !applied.is_empty() {
         M::up(
             &*scratch,

@@ -20,6 +20,15 @@ pub(crate) struct Scratch {
     target: PathBuf,
 }
 
+/// Held by each test that builds a scratch copy in the shared target folder, for its whole
+/// run: the copies share the compiled dependencies, but never build or run each other's
+/// migrator binary.
+pub(crate) fn shared_target() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Scratch {
     /// A fresh copy of the crates the migrator needs, as a workspace of its own.
     fn new() -> Self {
@@ -69,6 +78,10 @@ impl Scratch {
         self
     }
 
+    pub(crate) fn target(&self) -> &Path {
+        &self.target
+    }
+
     pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
@@ -113,7 +126,7 @@ impl Scratch {
     }
 
     /// Runs the migrator and returns its stdout; panics naming the step if it fails.
-    fn ok(&self, step: &str, url: &str, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, step: &str, url: &str, args: &[&str]) -> String {
         let output = self.migrator(url, args);
         assert!(
             output.status.success(),
@@ -133,7 +146,7 @@ impl Scratch {
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
     }
 
-    fn migrations(&self) -> Vec<String> {
+    pub(crate) fn migrations(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.path("migration/src"))
             .unwrap()
             .flatten()
@@ -164,7 +177,7 @@ impl Scratch {
     }
 
     /// `check` on both backends; returns (exit code, stdout) for each.
-    fn check(&self, pg: &str) -> [(Option<i32>, String); 2] {
+    pub(crate) fn check(&self, pg: &str) -> [(Option<i32>, String); 2] {
         [pg, "sqlite::memory:"].map(|url| {
             let output = self.migrator(url, &["check"]);
             (
@@ -281,7 +294,12 @@ impl ActiveModelBehavior for ActiveModel {}
 "#;
 
 #[tokio::test]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the lock serialises whole tests, each on a runtime of its own"
+)]
 async fn entities_drive_migrations_that_round_trip_on_postgres_and_sqlite() {
+    let _target = shared_target();
     let scratch = Scratch::new();
     let server = TestDatabase::empty(TestBackend::Postgres).await;
     let pg = server.config().url.expose_secret().to_string();

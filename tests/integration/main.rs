@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod autogenerate;
+mod autogenerate_matrix;
 mod bulk;
 mod configuration;
 mod failures;

@@ -598,7 +598,7 @@ async fn behind_a_transaction_pooler_the_migrator_uses_the_direct_url() {
 /// Applies `script` to the database at `url` as a DBA would: `psql -v ON_ERROR_STOP=1` on
 /// PostgreSQL, `sqlite3 -bail` on a SQLite file; fails saying how to install the tool when it is
 /// missing.
-fn apply_script(url: &str, script: &[u8]) {
+pub(crate) fn apply_script(url: &str, script: &[u8]) {
     let (tool, args): (&str, Vec<&str>) = match url.strip_prefix("sqlite://") {
         Some(rest) => ("sqlite3", vec!["-bail", rest.split('?').next().unwrap()]),
         None => (

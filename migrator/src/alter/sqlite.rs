@@ -24,7 +24,10 @@ pub(super) async fn apply(
 }
 
 /// What SQLite's own `ALTER TABLE` does: renames, and added columns that need no constraint
-/// SQLite cannot add (a nullable column, or one with a default, neither unique nor key).
+/// SQLite cannot add (a nullable column, or one with a default, neither unique nor key) and
+/// have no default SQLite refuses to add to a table with rows (`CURRENT_TIMESTAMP`,
+/// `CURRENT_DATE`, any expression: "Cannot add a column with non-constant default"); the
+/// rebuild fills such a column by its default, row by row.
 fn in_place(op: &Op) -> bool {
     match op {
         Op::RenameColumn(..) => true,
@@ -32,10 +35,19 @@ fn in_place(op: &Op) -> bool {
             let spec = column.get_column_spec();
             !spec.unique
                 && !spec.primary_key
-                && (spec.nullable != Some(false) || spec.default.is_some())
+                && spec
+                    .default
+                    .as_ref()
+                    .map_or(spec.nullable != Some(false), constant)
         }
         _ => false,
     }
+}
+
+/// Whether SQLite's `ALTER TABLE … ADD COLUMN` takes `default` on a table with rows: a
+/// literal value.
+fn constant(default: &Expr) -> bool {
+    matches!(default, Expr::Value(_) | Expr::Constant(_))
 }
 
 async fn in_place_statement(manager: &SchemaManager<'_>, table: &str, op: Op) -> Result<(), DbErr> {
@@ -63,6 +75,8 @@ struct Described {
     foreign_keys: Vec<ForeignKeyCreateStatement>,
     /// `CREATE INDEX` and `CREATE TRIGGER` statements, run again after the rebuild.
     recreate: Vec<String>,
+    /// The columns of a primary key of more than one column, in key order.
+    composite_key: Vec<String>,
 }
 
 impl Described {
@@ -87,6 +101,7 @@ impl Described {
             .filter(|row| row.try_get_by_index::<i32>(4).unwrap_or(0) > 0)
             .count();
         let mut columns = Vec::new();
+        let mut key: Vec<(i32, String)> = Vec::new();
         for row in &info {
             let name: String = row.try_get_by_index(0)?;
             let declared: String = row.try_get_by_index(1)?;
@@ -101,6 +116,9 @@ impl Described {
             if let Some(default) = default {
                 column.default(Expr::cust(default));
             }
+            if pk > 0 {
+                key.push((pk, name.clone()));
+            }
             if pk > 0 && key_columns == 1 {
                 column.primary_key();
                 if autoincrement {
@@ -109,12 +127,12 @@ impl Described {
             }
             columns.push((column, Some(name)));
         }
-        if key_columns > 1 {
-            return Err(DbErr::Migration(format!(
-                "table {table} has a composite primary key, which the SQLite rebuild does not \
-                 handle; write this change by hand"
-            )));
-        }
+        key.sort();
+        let composite_key = if key_columns > 1 {
+            key.into_iter().map(|(_, c)| c).collect()
+        } else {
+            Vec::new()
+        };
         let mut uniques = Vec::new();
         let mut recreate = Vec::new();
         for index in query(
@@ -194,6 +212,7 @@ impl Described {
             uniques,
             foreign_keys,
             recreate,
+            composite_key,
         })
     }
 
@@ -211,6 +230,11 @@ impl Described {
                 let i = self.position(&column)?;
                 self.columns.remove(i);
                 self.uniques.retain(|u| !u.contains(&column));
+                if self.composite_key.contains(&column) {
+                    return Err(DbErr::Migration(format!(
+                        "column {column} is part of the primary key; change the key by hand"
+                    )));
+                }
             }
             Op::AlterColumn(column) => {
                 let i = self.position(&column.get_column_name())?;
@@ -231,6 +255,9 @@ impl Described {
                 };
                 copy_spec(column, &mut renamed);
                 self.columns[i] = (renamed, old.clone());
+                for c in self.composite_key.iter_mut().filter(|c| **c == from) {
+                    c.clone_from(&to);
+                }
                 for unique in &mut self.uniques {
                     for c in unique.iter_mut().filter(|c| **c == from) {
                         c.clone_from(&to);
@@ -342,6 +369,17 @@ async fn rebuild(manager: &SchemaManager<'_>, table: &str, d: Described) -> Resu
     for (column, _) in &d.columns {
         create.col(column.clone());
     }
+    if !d.composite_key.is_empty() {
+        let mut key = Index::create();
+        for c in &d.composite_key {
+            key.col(Alias::new(c.clone()));
+        }
+        create.primary_key(&mut key);
+    }
+    let autoincrement = d
+        .columns
+        .iter()
+        .any(|(c, _)| c.get_column_spec().auto_increment);
     for unique in &d.uniques {
         let mut index = Index::create();
         index.unique();
@@ -374,6 +412,30 @@ async fn rebuild(manager: &SchemaManager<'_>, table: &str, d: Described) -> Resu
         ),
     )
     .await?;
+    if autoincrement {
+        // The AUTOINCREMENT counter (`sqlite_sequence`) goes with the old table, and the new
+        // one's counts only the copied rows: ids of deleted rows would come back. The old
+        // table's row becomes the new table's (the rename below carries it over).
+        execute(
+            manager,
+            format!(
+                "DELETE FROM sqlite_sequence WHERE name = {scratch_name} \
+                   AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {table_name})",
+                scratch_name = literal(&scratch),
+                table_name = literal(table)
+            ),
+        )
+        .await?;
+        execute(
+            manager,
+            format!(
+                "UPDATE sqlite_sequence SET name = {} WHERE name = {}",
+                literal(&scratch),
+                literal(table)
+            ),
+        )
+        .await?;
+    }
     execute(manager, format!("DROP TABLE {}", quote(table))).await?;
     execute(
         manager,
@@ -384,6 +446,11 @@ async fn rebuild(manager: &SchemaManager<'_>, table: &str, d: Described) -> Resu
         execute(manager, sql).await?;
     }
     Ok(())
+}
+
+/// A SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 async fn query(
@@ -401,4 +468,37 @@ async fn query(
 
 fn one<T: sea_orm_migration::sea_orm::TryGetable>(rows: &[QueryResult]) -> Option<T> {
     rows.first().and_then(|row| row.try_get_by_index(0).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite adds a column in place only with a constant default ("Cannot add a column with
+    /// non-constant default" on a table with rows); any other default means a rebuild.
+    #[test]
+    fn only_constant_defaults_are_added_in_place() {
+        let add = |column: &mut ColumnDef| Op::AddColumn(column.take());
+        let name = || Alias::new("c");
+        assert!(in_place(&add(ColumnDef::new(name()).integer().null())));
+        assert!(in_place(&add(ColumnDef::new(name())
+            .integer()
+            .not_null()
+            .default(0))));
+        assert!(!in_place(&add(ColumnDef::new(name()).integer().not_null())));
+        for default in [
+            Expr::current_date(),
+            Expr::current_timestamp(),
+            Expr::cust("(1 + 1)"),
+        ] {
+            assert!(!in_place(&add(ColumnDef::new(name())
+                .date()
+                .not_null()
+                .default(default.clone()))));
+            assert!(!in_place(&add(ColumnDef::new(name())
+                .date()
+                .null()
+                .default(default))));
+        }
+    }
 }

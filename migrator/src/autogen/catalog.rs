@@ -16,6 +16,9 @@ use sea_orm_migration::sea_orm::{DbBackend, QueryResult, Statement};
 pub struct Catalog {
     /// By name.
     pub tables: BTreeMap<String, TableFacts>,
+    /// PostgreSQL's enum types of the current schema, by name, with their values in order
+    /// (SQLite has none: an enum column is text there).
+    pub enums: BTreeMap<String, Vec<String>>,
 }
 
 /// One table.
@@ -31,6 +34,9 @@ pub struct TableFacts {
     pub indexes: BTreeMap<String, IndexFacts>,
     /// Foreign keys, sorted.
     pub foreign_keys: Vec<ForeignKeyFacts>,
+    /// PostgreSQL: the name of each foreign key, by its columns (not compared: what a
+    /// migration that drops a key puts back in `down`).
+    pub foreign_key_names: BTreeMap<Vec<String>, String>,
     /// Trigger names.
     pub triggers: BTreeSet<String>,
 }
@@ -198,7 +204,7 @@ async fn read_postgres<C: ConnectionTrait>(db: &C) -> Result<Catalog, DbErr> {
         &format!(
             "SELECT c.relname::text, k.contype::text, {cols}, \
                     COALESCE(f.relname::text, ''), COALESCE({fcols}, ''), \
-                    k.confdeltype::text, k.confupdtype::text \
+                    k.confdeltype::text, k.confupdtype::text, k.conname::text \
              FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
              LEFT JOIN pg_class f ON f.oid = k.confrelid \
              WHERE {in_schema} AND k.contype IN ('p', 'u', 'f')",
@@ -218,13 +224,18 @@ async fn read_postgres<C: ConnectionTrait>(db: &C) -> Result<Catalog, DbErr> {
             "u" => {
                 table.uniques.insert(columns);
             }
-            _ => table.foreign_keys.push(ForeignKeyFacts {
-                columns,
-                foreign_table: text(&row, 3)?,
-                foreign_columns: list(&text(&row, 4)?),
-                on_delete: pg_action(&text(&row, 5)?),
-                on_update: pg_action(&text(&row, 6)?),
-            }),
+            _ => {
+                table
+                    .foreign_key_names
+                    .insert(columns.clone(), text(&row, 7)?);
+                table.foreign_keys.push(ForeignKeyFacts {
+                    columns,
+                    foreign_table: text(&row, 3)?,
+                    foreign_columns: list(&text(&row, 4)?),
+                    on_delete: pg_action(&text(&row, 5)?),
+                    on_update: pg_action(&text(&row, 6)?),
+                });
+            }
         }
     }
     for row in rows(
@@ -260,6 +271,17 @@ async fn read_postgres<C: ConnectionTrait>(db: &C) -> Result<Catalog, DbErr> {
                 expression,
             },
         );
+    }
+    for row in rows(
+        db,
+        "SELECT t.typname::text, string_agg(e.enumlabel::text, chr(31) ORDER BY e.enumsortorder) \
+         FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid \
+         WHERE t.typnamespace = current_schema()::regnamespace GROUP BY t.typname",
+        &[],
+    )
+    .await?
+    {
+        catalog.enums.insert(text(&row, 0)?, list(&text(&row, 1)?));
     }
     for row in rows(
         db,

@@ -2,7 +2,7 @@
 //! changes in the order a migration applies them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use super::catalog::{Catalog, ColumnFacts, ForeignKeyFacts, IndexFacts, TableFacts};
 use super::ignore;
@@ -36,6 +36,9 @@ pub enum Change {
         table: String,
         /// The column as the migrations leave it.
         column: ColumnFacts,
+        /// The one column of the same type added to the table in the same change: probably
+        /// this one renamed, without `renamed_from`.
+        renamed_to: Option<String>,
     },
     /// A column declared with `renamed_from`.
     RenameColumn {
@@ -103,6 +106,31 @@ pub enum Change {
         table: String,
         /// The key.
         foreign_key: ForeignKeyFacts,
+        /// Its name (PostgreSQL), which `down` gives it back.
+        name: Option<String>,
+    },
+    /// A PostgreSQL enum type the model's columns use and the migrations do not create.
+    CreateEnum {
+        /// The type's name.
+        name: String,
+        /// Its values, in order.
+        values: Vec<String>,
+    },
+    /// Values added at the end of a PostgreSQL enum type.
+    AddEnumValues {
+        /// The type's name.
+        name: String,
+        /// The values before.
+        before: Vec<String>,
+        /// The values added, in order.
+        added: Vec<String>,
+    },
+    /// A PostgreSQL enum type no entity column uses any more.
+    DropEnum {
+        /// The type's name.
+        name: String,
+        /// Its values (to create it again in `down`).
+        values: Vec<String>,
     },
     /// A difference no generated migration makes (a primary key, an identity, a trigger, an
     /// expression index): `check` reports it, `autogenerate` refuses and says so.
@@ -135,9 +163,14 @@ impl Change {
     pub fn destructive(&self) -> Option<String> {
         match self {
             Self::DropTable { table, .. } => Some(format!("drops table {table} and its rows")),
-            Self::DropColumn { table, column } => {
-                Some(format!("drops column {table}.{} and its data", column.name))
+            Self::DropColumn { table, column, .. } => {
+                let mut why = format!("drops column {table}.{} and its data", column.name);
+                if let Some(lost) = self.not_restorable() {
+                    let _ = write!(why, "; {lost}");
+                }
+                Some(why)
             }
+            Self::DropEnum { name, .. } => Some(format!("drops enum type {name}")),
             Self::AddColumn { table, column } if !column.nullable && column.default.is_none() => {
                 Some(format!(
                     "adds NOT NULL column {table}.{} without a default: fails if {table} has rows",
@@ -160,6 +193,28 @@ impl Change {
                     ));
                 }
                 (!reasons.is_empty()).then(|| reasons.join("; "))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Change {
+    /// Why this step's `down` cannot give the data back, if it cannot: a dropped `NOT NULL`
+    /// column without a default comes back without its values, and adding it fails while the
+    /// table has rows.
+    #[must_use]
+    pub fn not_restorable(&self) -> Option<String> {
+        match self {
+            Self::DropColumn { table, column, .. }
+                if !column.nullable && column.default.is_none() =>
+            {
+                Some(format!(
+                    "`down` cannot restore {table}.{}: NOT NULL without a default, adding it \
+                     back fails while {table} has rows (give the column a default first, or \
+                     write `down` by hand)",
+                    column.name
+                ))
             }
             _ => None,
         }
@@ -225,9 +280,38 @@ impl fmt::Display for Change {
                     column(c)
                 )
             }
-            Self::DropColumn { table, column: c } => {
-                write!(f, "column {table}.{}: in no entity field", c.name)
+            Self::DropColumn {
+                table,
+                column: c,
+                renamed_to,
+            } => {
+                write!(f, "column {table}.{}: in no entity field", c.name)?;
+                match renamed_to {
+                    Some(new) => write!(
+                        f,
+                        " (renamed to {new}? then declare \
+                         `#[sea_orm(renamed_from = \"{}\")]` on the field `{new}` instead, \
+                         which keeps the data)",
+                        c.name
+                    ),
+                    None => Ok(()),
+                }
             }
+            Self::CreateEnum { name, values } => {
+                write!(
+                    f,
+                    "enum type {name} ({}): new in the entities",
+                    values.join(", ")
+                )
+            }
+            Self::AddEnumValues { name, added, .. } => {
+                write!(
+                    f,
+                    "enum type {name}: values {} new in the entities",
+                    added.join(", ")
+                )
+            }
+            Self::DropEnum { name, .. } => write!(f, "enum type {name}: in no entity"),
             Self::RenameColumn { table, from, to } => {
                 write!(f, "column {table}.{to}: renamed from {from}")
             }
@@ -266,7 +350,9 @@ impl fmt::Display for Change {
                     fk(foreign_key)
                 )
             }
-            Self::DropForeignKey { table, foreign_key } => {
+            Self::DropForeignKey {
+                table, foreign_key, ..
+            } => {
                 write!(f, "foreign key {table}{}: in no entity", fk(foreign_key))
             }
             Self::Manual { table, what } => write!(f, "{table}: {what}"),
@@ -345,14 +431,72 @@ pub fn plan(actual: &Catalog, desired: &Catalog, model: &[ModelTable]) -> Vec<Ch
             facts: facts.clone(),
         });
     }
+    let (mut enum_adds, mut enum_drops) = (Vec::new(), Vec::new());
+    if desired.enums.is_empty() {
+        // SQLite has no enum types (an enum column is text): a type is new when every column
+        // of the model that uses it is new, so that the migration runs on PostgreSQL too.
+        // (Values added to a type, or a type no longer used, show on PostgreSQL only.)
+        for (name, values) in super::model::enum_types(model) {
+            let all_new = model.iter().all(|t| {
+                t.columns.iter().all(|c| {
+                    super::model::enum_of(c).is_none_or(|(n, _)| n != name)
+                        || actual.tables.get(&t.name).is_none_or(|have| {
+                            let old = t
+                                .renamed_from
+                                .get(&c.get_column_name())
+                                .cloned()
+                                .unwrap_or_else(|| c.get_column_name());
+                            have.column(&old).is_none()
+                        })
+                })
+            });
+            if all_new {
+                enum_adds.push(Change::CreateEnum { name, values });
+            }
+        }
+    }
+    for (name, values) in &desired.enums {
+        match actual.enums.get(name) {
+            None => enum_adds.push(Change::CreateEnum {
+                name: name.clone(),
+                values: values.clone(),
+            }),
+            Some(have) if have == values => {}
+            Some(have) if values.starts_with(have) => enum_adds.push(Change::AddEnumValues {
+                name: name.clone(),
+                before: have.clone(),
+                added: values[have.len()..].to_vec(),
+            }),
+            Some(have) => enum_adds.push(Change::Manual {
+                table: format!("enum type {name}"),
+                what: format!(
+                    "values ({}) in the migrations, ({}) in the entities; a generated migration \
+                     only adds values at the end (PostgreSQL cannot drop or reorder enum \
+                     values in place): add new variants last, or write the migration by hand",
+                    have.join(", "),
+                    values.join(", ")
+                ),
+            }),
+        }
+    }
+    for (name, values) in &actual.enums {
+        if !desired.enums.contains_key(name) {
+            enum_drops.push(Change::DropEnum {
+                name: name.clone(),
+                values: values.clone(),
+            });
+        }
+    }
     let mut ordered = Vec::new();
     ordered.extend(drops);
     ordered.extend(renames);
+    ordered.extend(enum_adds);
     ordered.extend(creates);
     ordered.extend(columns);
     ordered.extend(adds);
     ordered.extend(column_drops);
     ordered.extend(table_drops);
+    ordered.extend(enum_drops);
     ordered
 }
 
@@ -421,11 +565,30 @@ fn compare_table(
             }
         }
     }
+    let added: Vec<&ColumnFacts> = want
+        .columns
+        .iter()
+        .filter(|c| {
+            let old_name = renamed
+                .iter()
+                .find(|(_, new)| **new == c.name)
+                .map_or(c.name.as_str(), |(old, _)| old.as_str());
+            have.column(old_name).is_none()
+        })
+        .collect();
     for column in &have.columns {
         if want.column(&current(&column.name)).is_none() {
+            let same_type: Vec<&&ColumnFacts> = added
+                .iter()
+                .filter(|c| c.sql_type == column.sql_type)
+                .collect();
             column_drops.push(Change::DropColumn {
                 table: t(),
                 column: column.clone(),
+                renamed_to: match same_type.as_slice() {
+                    [one] => Some(one.name.clone()),
+                    _ => None,
+                },
             });
         }
     }
@@ -502,11 +665,12 @@ fn compare_table(
             ..k.clone()
         })
         .collect();
-    for fk in &have_fks {
+    for (fk, original) in have_fks.iter().zip(&have.foreign_keys) {
         if !want.foreign_keys.contains(fk) {
             drops.push(Change::DropForeignKey {
                 table: t(),
                 foreign_key: fk.clone(),
+                name: have.foreign_key_names.get(&original.columns).cloned(),
             });
         }
     }
@@ -560,6 +724,7 @@ mod tests {
             foreign_keys: Vec::new(),
             indexes: Vec::new(),
             timestamps: false,
+            primary_key: vec!["id".into()],
             renamed_from: renamed
                 .iter()
                 .map(|(n, o)| ((*n).to_owned(), (*o).to_owned()))
@@ -570,6 +735,7 @@ mod tests {
     fn catalog(tables: Vec<(&str, TableFacts)>) -> Catalog {
         Catalog {
             tables: tables.into_iter().map(|(n, t)| (n.to_owned(), t)).collect(),
+            enums: BTreeMap::new(),
         }
     }
 
@@ -667,6 +833,81 @@ mod tests {
             }
         ));
         assert!(matches!(&changes[2], Change::DropTable { table, .. } if table == "old"));
+    }
+
+    #[test]
+    fn enum_types_are_created_extended_refused_when_reordered_and_dropped() {
+        let enums = |list: &[(&str, &[&str])]| -> BTreeMap<String, Vec<String>> {
+            list.iter()
+                .map(|(n, v)| ((*n).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+                .collect()
+        };
+        let with = |e| Catalog {
+            enums: e,
+            ..Catalog::default()
+        };
+        let have = with(enums(&[("mood", &["happy", "sad"]), ("old", &["x"])]));
+        let want = with(enums(&[
+            ("mood", &["happy", "sad", "calm"]),
+            ("size", &["s"]),
+        ]));
+        let changes = plan(&have, &want, &[]);
+        assert_eq!(
+            changes,
+            [
+                Change::AddEnumValues {
+                    name: "mood".into(),
+                    before: vec!["happy".into(), "sad".into()],
+                    added: vec!["calm".into()],
+                },
+                Change::CreateEnum {
+                    name: "size".into(),
+                    values: vec!["s".into()],
+                },
+                Change::DropEnum {
+                    name: "old".into(),
+                    values: vec!["x".into()],
+                },
+            ]
+        );
+        let reordered = with(enums(&[("mood", &["sad", "happy"]), ("old", &["x"])]));
+        let changes = plan(&have, &reordered, &[]);
+        assert!(
+            matches!(&changes[0], Change::Manual { what, .. } if what.contains("only adds values at the end")),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn a_dropped_column_with_one_added_of_its_type_suggests_renamed_from() {
+        let have = catalog(vec![(
+            "user",
+            table(vec![
+                col("id", "integer", false),
+                col("nick", "text", false),
+            ]),
+        )]);
+        let want = catalog(vec![(
+            "user",
+            table(vec![
+                col("id", "integer", false),
+                col("nickname", "text", true),
+            ]),
+        )]);
+        let changes = plan(&have, &want, &[model("user", &[])]);
+        let drop = changes
+            .iter()
+            .find(|c| matches!(c, Change::DropColumn { .. }))
+            .unwrap();
+        let text = drop.to_string();
+        assert!(
+            text.contains("`#[sea_orm(renamed_from = \"nick\")]` on the field `nickname`"),
+            "{text}"
+        );
+        // NOT NULL without a default: `down` cannot give the rows their values back.
+        let lost = drop.not_restorable().unwrap();
+        assert!(lost.contains("`down` cannot restore user.nick"), "{lost}");
+        assert!(drop.destructive().unwrap().contains(&lost));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! New definitions come from the entities (backend-neutral SeaQuery types); what `down` puts
 //! back comes from the migrated catalog, read back into the same column helpers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use heck::{ToSnakeCase as _, ToUpperCamelCase as _};
@@ -50,13 +50,18 @@ pub fn migration(
     changes: &[Change],
     model: &[ModelTable],
     backend: DbBackend,
+    enums: &BTreeMap<String, Vec<String>>,
 ) -> Result<Emitted, String> {
-    let mut idens = Idens::default();
+    let mut idens = Idens {
+        enums: enums.clone(),
+        ..Idens::default()
+    };
     let mut up = Vec::new();
     let mut down = Vec::new();
     let mut summary = Vec::new();
     let mut uses_timestamps = false;
     let mut uses_alter = false;
+    let mut uses_enums = false;
     let online = !changes.is_empty() && changes.iter().all(Change::builds_online);
     for change in changes {
         let (u, d) = statements(change, model, backend, online, &mut idens)?;
@@ -70,12 +75,17 @@ pub fn migration(
         }
         uses_timestamps |= u.contains("timestamps::") || d.contains("timestamps::");
         uses_alter |= u.contains("alter::") || d.contains("alter::");
+        uses_enums |= u.contains("enums::") || d.contains("enums::");
         up.push(format!(
             "        // {text}\n{}{}",
             marker.clone().unwrap_or_default(),
             indent(&u, 8)
         ));
-        down.push(format!("        // undo: {text}\n{}", indent(&d, 8)));
+        let lost = change
+            .not_restorable()
+            .map(|why| format!("        // REVIEW (not restorable): {why}.\n"))
+            .unwrap_or_default();
+        down.push(format!("        // undo: {text}\n{lost}{}", indent(&d, 8)));
     }
     down.reverse();
     let mut source = String::new();
@@ -97,10 +107,17 @@ pub fn migration(
         );
     }
     source.push('\n');
-    source.push_str("use sea_orm_migration::{prelude::*, schema::*};\n");
+    if idens.uses_schema {
+        source.push_str("use sea_orm_migration::{prelude::*, schema::*};\n");
+    } else {
+        source.push_str("use sea_orm_migration::prelude::*;\n");
+    }
     let mut crate_uses = Vec::new();
     if uses_alter {
         crate_uses.push("alter");
+    }
+    if uses_enums {
+        crate_uses.push("enums");
     }
     if online {
         crate_uses.push("online");
@@ -151,10 +168,15 @@ fn indent(code: &str, by: usize) -> String {
         .collect()
 }
 
-/// The identifiers the file uses: one enum per table.
+/// The identifiers the file uses (one enum per table), and what else it needs: the column
+/// helpers of `sea_orm_migration::schema`; the migrated database's enum types (to write a
+/// dropped enum column back).
 #[derive(Debug, Default)]
 struct Idens {
-    tables: BTreeMap<String, BTreeSet<String>>,
+    /// Table → column → variant.
+    tables: BTreeMap<String, BTreeMap<String, String>>,
+    uses_schema: bool,
+    enums: BTreeMap<String, Vec<String>>,
 }
 
 impl Idens {
@@ -163,12 +185,27 @@ impl Idens {
         format!("{}::Table", camel(table))
     }
 
+    /// The variant of `column`: its camel-case name, or with a number after it when another
+    /// column of the table (or `Table`) has that name already (`a_b_c` and `abc` are both
+    /// `Abc`); chosen at its first use, the same afterwards.
     fn column(&mut self, table: &str, column: &str) -> String {
-        self.tables
-            .entry(table.to_owned())
-            .or_default()
-            .insert(column.to_owned());
-        format!("{}::{}", camel(table), camel(column))
+        let columns = self.tables.entry(table.to_owned()).or_default();
+        let variant = match columns.get(column) {
+            Some(variant) => variant.clone(),
+            None => {
+                let base = camel(column);
+                let taken = |v: &str| v == "Table" || columns.values().any(|u| u == v);
+                let mut variant = base.clone();
+                let mut n = 2;
+                while taken(&variant) {
+                    variant = format!("{base}{n}");
+                    n += 1;
+                }
+                columns.insert(column.to_owned(), variant.clone());
+                variant
+            }
+        };
+        format!("{}::{variant}", camel(table))
     }
 
     fn columns(&mut self, table: &str, columns: &[String]) -> String {
@@ -187,11 +224,11 @@ impl Idens {
                 let _ = writeln!(out, "    #[sea_orm(iden = {table:?})]");
             }
             out.push_str("    Table,\n");
-            for column in columns {
-                if snake(&camel(column)) != *column {
+            for (column, variant) in columns {
+                if snake(variant) != *column {
                     let _ = writeln!(out, "    #[sea_orm(iden = {column:?})]");
                 }
-                let _ = writeln!(out, "    {},", camel(column));
+                let _ = writeln!(out, "    {variant},");
             }
             out.push_str("}\n");
         }
@@ -205,9 +242,21 @@ impl Idens {
 #[must_use]
 pub fn camel(name: &str) -> String {
     let camel = name.to_upper_camel_case();
-    match camel.chars().next() {
+    let camel = match camel.chars().next() {
         Some(first) if first.is_alphabetic() => camel,
         _ => format!("C{camel}"),
+    };
+    // `a_b_c` would be `ABC`, which clippy's `upper_case_acronyms` rejects: `Abc` instead
+    // (the `iden` attribute keeps the name).
+    if camel.len() > 1 && !camel.chars().any(|c| c.is_ascii_lowercase()) {
+        let mut chars = camel.chars();
+        chars
+            .next()
+            .into_iter()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect()
+    } else {
+        camel
     }
 }
 
@@ -249,11 +298,40 @@ fn statements(
                 .iter()
                 .map(|fk| foreign_key_from_model(table, fk, idens))
                 .collect::<Result<Vec<_>, _>>()?;
+            let key = composite_key(idens, table, &t.primary_key);
             (
-                create_table(idens, table, &columns, &[], &keys, t.timestamps),
+                create_table(idens, table, &columns, &key, &keys, t.timestamps),
                 drop_table(idens, table, t.timestamps),
             )
         }
+        Change::CreateEnum { name, values } => (
+            format!(
+                "enums::create_type(manager, {name:?}, &{}).await?;",
+                strs(values)
+            ),
+            format!("enums::drop_type(manager, {name:?}).await?;"),
+        ),
+        Change::AddEnumValues {
+            name,
+            before,
+            added,
+        } => (
+            format!(
+                "enums::add_values(manager, {name:?}, &{}).await?;",
+                strs(added)
+            ),
+            format!(
+                "enums::set_values(manager, {name:?}, &{}).await?;",
+                strs(before)
+            ),
+        ),
+        Change::DropEnum { name, values } => (
+            format!("enums::drop_type(manager, {name:?}).await?;"),
+            format!(
+                "enums::create_type(manager, {name:?}, &{}).await?;",
+                strs(values)
+            ),
+        ),
         Change::DropTable { table, facts } => {
             let timestamps = has_timestamps(table, facts);
             let mut columns = Vec::new();
@@ -267,23 +345,22 @@ fn statements(
                     table, column, unique, key, backend, idens,
                 )?);
             }
-            let uniques: Vec<String> = facts
-                .uniques
-                .iter()
-                .filter(|u| u.len() > 1)
-                .map(|u| {
-                    format!(
-                        ".index(Index::create().unique(){})",
-                        u.iter()
-                            .map(|c| format!(".col({})", idens.column(table, c)))
-                            .collect::<String>()
-                    )
-                })
-                .collect();
+            let mut uniques = composite_key(idens, table, &facts.primary_key);
+            uniques.extend(facts.uniques.iter().filter(|u| u.len() > 1).map(|u| {
+                format!(
+                    ".index(Index::create().unique(){})",
+                    u.iter()
+                        .map(|c| format!(".col({})", idens.column(table, c)))
+                        .collect::<String>()
+                )
+            }));
             let keys: Vec<String> = facts
                 .foreign_keys
                 .iter()
-                .map(|k| foreign_key_from_facts(table, k, None, idens))
+                .map(|k| {
+                    let name = facts.foreign_key_names.get(&k.columns).map(String::as_str);
+                    foreign_key_from_facts(table, k, name, idens)
+                })
                 .collect();
             let mut create = create_table(idens, table, &columns, &uniques, &keys, timestamps);
             for (name, index) in &facts.indexes {
@@ -305,7 +382,7 @@ fn statements(
                 alter(idens, table, format!(".drop_column({iden})")),
             )
         }
-        Change::DropColumn { table, column } => {
+        Change::DropColumn { table, column, .. } => {
             let code = column_from_facts(table, column, false, false, backend, idens)?;
             let iden = idens.column(table, &column.name);
             (
@@ -377,8 +454,12 @@ fn statements(
                 alter(idens, table, format!(".drop_foreign_key([{cols}])")),
             )
         }
-        Change::DropForeignKey { table, foreign_key } => {
-            let code = foreign_key_from_facts(table, foreign_key, None, idens);
+        Change::DropForeignKey {
+            table,
+            foreign_key,
+            name,
+        } => {
+            let code = foreign_key_from_facts(table, foreign_key, name.as_deref(), idens);
             let cols = idens.columns(table, &foreign_key.columns);
             (
                 alter(idens, table, format!(".drop_foreign_key([{cols}])")),
@@ -392,6 +473,31 @@ fn statements(
             ));
         }
     })
+}
+
+/// `.primary_key(…)` for a key of more than one column (a one-column key is on its column).
+fn composite_key(idens: &mut Idens, table: &str, key: &[String]) -> Vec<String> {
+    if key.len() < 2 {
+        return Vec::new();
+    }
+    vec![format!(
+        ".primary_key(Index::create(){})",
+        key.iter()
+            .map(|c| format!(".col({})", idens.column(table, c)))
+            .collect::<String>()
+    )]
+}
+
+/// `["a", "b"]`.
+fn strs(values: &[String]) -> String {
+    format!(
+        "[{}]",
+        values
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 fn has_timestamps(table: &str, facts: &TableFacts) -> bool {
@@ -563,11 +669,16 @@ fn foreign_key_from_facts(
     code
 }
 
-/// A column type the column helpers of `sea_orm_migration::schema` write.
+/// How a column's type is written: a column helper of `sea_orm_migration::schema`, or
+/// `ColumnDef::new_with_type` for a type no helper writes exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Helper {
     /// Helper name and extra arguments (`string_len`, `[255]`).
     Plain(&'static str, Vec<u32>),
+    /// `enumeration(…)`: a native enum type (PostgreSQL) with its values; text on SQLite.
+    Enum(String, Vec<String>),
+    /// The Rust of a `ColumnType` (`ColumnType::VarBinary(StringLen::None)`).
+    Typed(String),
 }
 
 impl Helper {
@@ -598,13 +709,37 @@ impl Helper {
             T::Json => plain("json"),
             T::JsonBinary => plain("json_binary"),
             T::Uuid => plain("uuid"),
+            T::Binary(n) => Some(Self::Plain("binary_len", vec![*n])),
+            T::VarBinary(StringLen::N(n)) => Some(Self::Plain("var_binary", vec![*n])),
+            // `Vec<u8>`: bytea on PostgreSQL, `varbinary_blob` on SQLite.
+            T::VarBinary(_) => Some(Self::Typed("ColumnType::VarBinary(StringLen::None)".into())),
+            T::Enum { name, variants } => Some(Self::Enum(
+                name.to_string(),
+                variants.iter().map(ToString::to_string).collect(),
+            )),
+            T::Custom(name) => Some(Self::Typed(format!(
+                "ColumnType::custom({:?})",
+                name.to_string()
+            ))),
             _ => None,
         }
     }
 
     /// Reads a catalog type back (PostgreSQL's `format_type`, SQLite's declared type as
     /// SeaQuery writes it).
-    fn from_catalog(sql_type: &str, backend: DbBackend) -> Option<Self> {
+    fn from_catalog(
+        sql_type: &str,
+        backend: DbBackend,
+        enums: &BTreeMap<String, Vec<String>>,
+    ) -> Self {
+        if let Some(values) = enums.get(sql_type.trim_matches('"')) {
+            return Self::Enum(sql_type.trim_matches('"').to_owned(), values.clone());
+        }
+        Self::from_known_catalog_type(sql_type, backend)
+            .unwrap_or_else(|| Self::Typed(format!("ColumnType::custom({sql_type:?})")))
+    }
+
+    fn from_known_catalog_type(sql_type: &str, backend: DbBackend) -> Option<Self> {
         let lower = sql_type.to_ascii_lowercase();
         let (base, args) = match lower.split_once('(') {
             Some((base, rest)) => (
@@ -637,7 +772,10 @@ impl Helper {
             (_, "timestamp_text", _) => ColumnType::Timestamp,
             (_, "time without time zone" | "time_text", _) => ColumnType::Time,
             (_, "date" | "date_text", _) => ColumnType::Date,
-            (_, "bytea" | "blob", _) => ColumnType::Blob,
+            // `Vec<u8>` (the entities' binary type) on both backends.
+            (_, "bytea" | "varbinary_blob", []) => ColumnType::VarBinary(StringLen::None),
+            (_, "varbinary_blob", [n]) => ColumnType::VarBinary(StringLen::N(*n)),
+            (_, "blob", []) => ColumnType::Blob,
             (_, "boolean", _) => ColumnType::Boolean,
             (_, "json" | "json_text", _) => ColumnType::Json,
             (_, "jsonb" | "jsonb_text", _) => ColumnType::JsonBinary,
@@ -647,15 +785,49 @@ impl Helper {
         Self::from_type(&t)
     }
 
-    fn call(&self, iden: &str, nullable: bool, unique: bool) -> (String, bool) {
-        let Self::Plain(name, args) = self;
+    /// The column's code, whether it still needs `.unique_key()`, and whether it is a builder
+    /// chain already (so it ends with `.take()`).
+    fn call(&self, iden: &str, nullable: bool, unique: bool) -> (String, bool, bool) {
         let suffix = match (nullable, unique) {
             (true, _) => "_null",
             (false, true) => "_uniq",
             (false, false) => "",
         };
-        let args: String = args.iter().map(|a| format!(", {a}")).collect();
-        (format!("{name}{suffix}({iden}{args})"), nullable && unique)
+        match self {
+            Self::Plain(name, args) => {
+                let args: String = args.iter().map(|a| format!(", {a}")).collect();
+                (
+                    format!("{name}{suffix}({iden}{args})"),
+                    nullable && unique,
+                    false,
+                )
+            }
+            Self::Enum(name, values) => (
+                format!(
+                    "enumeration{suffix}({iden}, Alias::new({name:?}), [{}])",
+                    values
+                        .iter()
+                        .map(|v| format!("Alias::new({v:?})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                nullable && unique,
+                false,
+            ),
+            Self::Typed(column_type) => (
+                format!(
+                    "ColumnDef::new_with_type({iden}, {column_type}){}",
+                    if nullable { ".null()" } else { ".not_null()" }
+                ),
+                unique,
+                true,
+            ),
+        }
+    }
+
+    /// Whether the code calls a helper of `sea_orm_migration::schema`.
+    fn uses_schema(&self) -> bool {
+        !matches!(self, Self::Typed(_))
     }
 }
 
@@ -676,8 +848,7 @@ fn column_code(
             return format!("big_pk_auto({iden})");
         }
     }
-    let (mut code, needs_unique) = helper.call(iden, nullable, unique && !primary_key);
-    let mut chained = false;
+    let (mut code, needs_unique, mut chained) = helper.call(iden, nullable, unique && !primary_key);
     if needs_unique {
         code.push_str(".unique_key()");
         chained = true;
@@ -712,11 +883,14 @@ fn column_from_def(
         .and_then(Helper::from_type)
         .ok_or_else(|| {
             format!(
-                "column {table}.{name} has type {:?}, which the column helpers do not cover; \
-                 write this migration by hand",
+                "entity `{table}`, field `{name}`: column type {:?} is not one autogenerate \
+                 writes; give the field a supported `column_type` (string, text, integer, \
+                 float, decimal, date/time, boolean, json, uuid, binary, enum), or write this \
+                 migration by hand (`cargo migrate generate NAME`)",
                 def.get_column_type()
             )
         })?;
+    idens.uses_schema |= helper.uses_schema();
     let spec = def.get_column_spec();
     let default = spec.default.as_ref().map(default_from_expr);
     let iden = idens.column(table, &name);
@@ -738,13 +912,8 @@ fn column_from_facts(
     backend: DbBackend,
     idens: &mut Idens,
 ) -> Result<String, String> {
-    let helper = Helper::from_catalog(&column.sql_type, backend).ok_or_else(|| {
-        format!(
-            "column {table}.{} has type {}, which the column helpers do not cover; write this \
-             migration by hand",
-            column.name, column.sql_type
-        )
-    })?;
+    let helper = Helper::from_catalog(&column.sql_type, backend, &idens.enums);
+    idens.uses_schema |= helper.uses_schema();
     let default = column
         .default
         .as_deref()
@@ -764,6 +933,8 @@ fn column_from_facts(
 fn default_from_expr(expr: &Expr) -> String {
     match expr {
         Expr::Keyword(Keyword::CurrentTimestamp) => "Expr::current_timestamp()".into(),
+        Expr::Keyword(Keyword::CurrentDate) => "Expr::current_date()".into(),
+        Expr::Keyword(Keyword::CurrentTime) => "Expr::current_time()".into(),
         Expr::Value(value) | Expr::Constant(value) => match value {
             Value::String(Some(s)) => format!("{s:?}"),
             Value::Bool(Some(b)) => b.to_string(),
@@ -793,6 +964,12 @@ fn default_from_catalog(text: &str, backend: DbBackend) -> String {
     let upper = t.to_ascii_uppercase();
     if upper == "CURRENT_TIMESTAMP" || upper == "NOW()" {
         return "Expr::current_timestamp()".into();
+    }
+    if upper == "CURRENT_DATE" {
+        return "Expr::current_date()".into();
+    }
+    if upper == "CURRENT_TIME" || upper == "('NOW'::TEXT)::TIME WITH TIME ZONE" {
+        return "Expr::current_time()".into();
     }
     if upper == "TRUE" || upper == "FALSE" {
         return upper.to_ascii_lowercase();
@@ -838,6 +1015,7 @@ mod tests {
             "pos_x_y",
             "line2_total",
             "a_b_c_d",
+            "c_i64",
             "http_status_2xx",
             "_hidden",
             "2fa",
@@ -849,7 +1027,8 @@ mod tests {
         for (column, variant) in [
             ("pos_x_y", "PosXY"),
             ("line2_total", "Line2Total"),
-            ("a_b_c_d", "ABCD"),
+            ("a_b_c_d", "Abcd"),
+            ("c_i64", "Ci64"),
             ("http_status_2xx", "HttpStatus2xx"),
             ("_hidden", "Hidden"),
             ("2fa", "C2fa"),
@@ -862,6 +1041,20 @@ mod tests {
             assert!(rendered.contains(&expected), "{column}: {rendered}");
         }
         assert!(rendered.contains("    Email,") && !rendered.contains("iden = \"email\""));
+
+        // Two columns of one camel-case name, and a column named like the table variant.
+        let mut idens = Idens::default();
+        assert_eq!(idens.column("t", "a_b_c"), "T::Abc");
+        assert_eq!(idens.column("t", "abc"), "T::Abc2");
+        assert_eq!(idens.column("t", "table"), "T::Table2");
+        assert_eq!(idens.column("t", "a_b_c"), "T::Abc");
+        let rendered = idens.render();
+        assert!(
+            rendered.contains(
+                "#[sea_orm(iden = \"a_b_c\")]\n    Abc,\n    #[sea_orm(iden = \"abc\")]\n    Abc2,"
+            ),
+            "{rendered}"
+        );
     }
 
     #[test]
@@ -930,7 +1123,8 @@ mod tests {
                 "string_len(User::Name, 255).default(\"x\").take()"
             );
         }
-        assert!(
+        // A type no helper writes is written as the catalog names it.
+        assert_eq!(
             column_from_facts(
                 "user",
                 &facts("point", None),
@@ -939,8 +1133,42 @@ mod tests {
                 DbBackend::Postgres,
                 &mut idens
             )
-            .unwrap_err()
-            .contains("by hand")
+            .unwrap(),
+            "ColumnDef::new_with_type(User::Name, ColumnType::custom(\"point\")).not_null().take()"
+        );
+        // `Vec<u8>` reads back as what the entities declare, on both backends.
+        for (backend, sql_type) in [
+            (DbBackend::Postgres, "bytea"),
+            (DbBackend::Sqlite, "varbinary_blob"),
+        ] {
+            assert_eq!(
+                column_from_facts(
+                    "user",
+                    &facts(sql_type, None),
+                    false,
+                    false,
+                    backend,
+                    &mut idens
+                )
+                .unwrap(),
+                "ColumnDef::new_with_type(User::Name, ColumnType::VarBinary(StringLen::None)).not_null().take()"
+            );
+        }
+        // A native enum column reads back with its type's values.
+        idens
+            .enums
+            .insert("mood".into(), vec!["happy".into(), "sad".into()]);
+        assert_eq!(
+            column_from_facts(
+                "user",
+                &facts("mood", None),
+                false,
+                false,
+                DbBackend::Postgres,
+                &mut idens
+            )
+            .unwrap(),
+            "enumeration(User::Name, Alias::new(\"mood\"), [Alias::new(\"happy\"), Alias::new(\"sad\")])"
         );
     }
 
@@ -967,7 +1195,14 @@ mod tests {
         assert_eq!(ordinary, changes[..2]);
         assert_eq!(online, changes[2..]);
 
-        let emitted = migration("add_post_index", &online, &[], DbBackend::Postgres).unwrap();
+        let emitted = migration(
+            "add_post_index",
+            &online,
+            &[],
+            DbBackend::Postgres,
+            &BTreeMap::new(),
+        )
+        .unwrap();
         for expected in [
             "use migrator::online;",
             "online::create_index(\n            manager,\n            Index::create()\n                \

@@ -36,6 +36,8 @@ pub struct Comparison {
     pub model: Vec<ModelTable>,
     /// The backend compared on.
     pub backend: DbBackend,
+    /// The enum types the migrations leave (PostgreSQL), by name, with their values.
+    pub enums: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Compares the migrations of `M` with the entities on the backend of `url` (see the module
@@ -70,24 +72,46 @@ pub async fn compare<M: MigrationSources + 'static>(
         let actual = catalog::read(&migrated, ignore::TABLES)
             .await
             .map_err(|e| format!("cannot read the migrated catalog: {e}"))?;
-        model::create(&SchemaManager::new(&model_db), &tables)
+        let skipped = model::create(&SchemaManager::new(&model_db), &tables)
             .await
             .map_err(|e| format!("cannot create the entities' tables: {e}"))?;
         let desired = catalog::read(&model_db, ignore::TABLES)
             .await
             .map_err(|e| format!("cannot read the entities' catalog: {e}"))?;
-        Ok::<_, String>((actual, desired))
+        Ok::<_, String>((actual, desired, skipped))
     });
     let outcome = tokio::select! {
         joined = work => joined.unwrap_or_else(|e| Err(format!("the comparison failed: {e}"))),
         _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
     };
     shadow.close().await;
-    let (actual, desired) = outcome?;
+    let (actual, desired, skipped) = outcome?;
+    // An entity the scratch database could not hold is reported, not compared (and its
+    // table, which the migrations may well create, is not a table to drop).
+    let mut changes: Vec<Change> = skipped
+        .iter()
+        .map(|(table, why)| Change::Manual {
+            table: table.clone(),
+            what: format!(
+                "the entity's table cannot be created on {} ({why}), so it is not compared",
+                if backend == DbBackend::Postgres {
+                    "PostgreSQL"
+                } else {
+                    "SQLite"
+                }
+            ),
+        })
+        .collect();
+    changes.extend(
+        diff::plan(&actual, &desired, &model)
+            .into_iter()
+            .filter(|c| !matches!(c, Change::DropTable { table, .. } if skipped.iter().any(|(s, _)| s == table))),
+    );
     Ok(Comparison {
-        changes: diff::plan(&actual, &desired, &model),
+        changes,
         model,
         backend,
+        enums: actual.enums,
     })
 }
 
@@ -115,5 +139,14 @@ pub fn write(crate_dir: &Path, name: &str, source: &str) -> Result<PathBuf, Stri
         .ok_or_else(|| "the generator wrote no new file".to_owned())?;
     std::fs::write(&written, source)
         .map_err(|e| format!("cannot write {}: {e}", written.display()))?;
+    // As `cargo fmt` would leave it, so that the project's `cargo fmt --check` passes (the
+    // written file is already valid without it: no rustfmt, no change).
+    let _ = std::process::Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .arg(&written)
+        .current_dir(crate_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
     Ok(written)
 }

@@ -78,6 +78,9 @@ pub struct ModelTable {
     pub timestamps: bool,
     /// Column renames declared with `renamed_from`: new name → old name.
     pub renamed_from: BTreeMap<String, String>,
+    /// The primary key's columns, in key order (one for `#[sea_orm(primary_key)]` on one
+    /// field, several for a composite key).
+    pub primary_key: Vec<String>,
 }
 
 impl ModelTable {
@@ -94,21 +97,83 @@ impl ModelTable {
 ///
 /// An entity without a plain table name, or foreign keys that form a cycle.
 pub fn tables(entities: Entities, backend: DbBackend) -> Result<Vec<ModelTable>, String> {
+    // A native enum column is `ColumnType::Custom(name)` in the PostgreSQL statements, without
+    // its values; the SQLite statements of the same entities keep the whole
+    // `ColumnType::Enum`, which the PostgreSQL model then uses (it creates the type from it).
+    let enum_types: BTreeMap<(String, String), ColumnType> = entities(DbBackend::Sqlite)
+        .iter()
+        .flat_map(|(create, _)| {
+            let table = table_name(create).unwrap_or_default();
+            create
+                .get_columns()
+                .iter()
+                .filter(|c| matches!(c.get_column_type(), Some(ColumnType::Enum { .. })))
+                .filter_map(move |c| {
+                    Some((
+                        (table.clone(), c.get_column_name()),
+                        c.get_column_type()?.clone(),
+                    ))
+                })
+        })
+        .collect();
     let mut tables = Vec::new();
     for (create, indexes) in entities(backend) {
-        tables.push(model_table(&create, indexes)?);
+        let mut table = model_table(&create, indexes)?;
+        for column in &mut table.columns {
+            let enum_type = match column.get_column_type() {
+                Some(ColumnType::Custom(_)) => {
+                    enum_types.get(&(table.name.clone(), column.get_column_name()))
+                }
+                _ => None,
+            };
+            if let Some(enum_type) = enum_type {
+                *column = with_type(column, enum_type.clone());
+            }
+        }
+        tables.push(table);
     }
     order_by_dependency(tables)
+}
+
+/// The native enum types (name, values) the model's columns use, each once, in the order
+/// the tables use them.
+#[must_use]
+pub fn enum_types(tables: &[ModelTable]) -> Vec<(String, Vec<String>)> {
+    let mut types: Vec<(String, Vec<String>)> = Vec::new();
+    for column in tables.iter().flat_map(|t| &t.columns) {
+        if let Some((name, values)) = enum_of(column)
+            && !types.iter().any(|(n, _)| *n == name)
+        {
+            types.push((name, values));
+        }
+    }
+    types
+}
+
+/// The enum type (name, values) of a native enum column.
+#[must_use]
+pub fn enum_of(column: &ColumnDef) -> Option<(String, Vec<String>)> {
+    match column.get_column_type() {
+        Some(ColumnType::Enum { name, variants }) => Some((
+            name.to_string(),
+            variants.iter().map(ToString::to_string).collect(),
+        )),
+        _ => None,
+    }
+}
+
+fn table_name(create: &TableCreateStatement) -> Option<String> {
+    match create.get_table_name() {
+        Some(TableRef::Table(TableName(_, name), _)) => Some(name.to_string()),
+        _ => None,
+    }
 }
 
 fn model_table(
     create: &TableCreateStatement,
     indexes: Vec<IndexCreateStatement>,
 ) -> Result<ModelTable, String> {
-    let name = match create.get_table_name() {
-        Some(TableRef::Table(TableName(_, name), _)) => name.to_string(),
-        _ => return Err("an entity has no plain table name".into()),
-    };
+    let name = table_name(create).ok_or("an entity has no plain table name")?;
     let timestamps = TIMESTAMP_COLUMNS.iter().all(|t| {
         create.get_columns().iter().any(|c| {
             c.get_column_name() == *t
@@ -117,7 +182,16 @@ fn model_table(
     });
     let mut renamed_from = BTreeMap::new();
     let mut columns = Vec::new();
+    let mut primary_key: Vec<String> = create
+        .get_indexes()
+        .iter()
+        .filter(|i| i.is_primary_key())
+        .flat_map(|i| i.get_index_spec().get_column_names())
+        .collect();
     for column in create.get_columns() {
+        if column.get_column_spec().primary_key {
+            primary_key.push(column.get_column_name());
+        }
         let column_name = column.get_column_name();
         if timestamps && TIMESTAMP_COLUMNS.contains(&column_name.as_str()) {
             continue;
@@ -140,7 +214,15 @@ fn model_table(
         indexes,
         timestamps,
         renamed_from,
+        primary_key,
     })
+}
+
+/// `column` with another type, everything else kept.
+fn with_type(column: &ColumnDef, column_type: ColumnType) -> ColumnDef {
+    let mut out = ColumnDef::new_with_type(Alias::new(column.get_column_name()), column_type);
+    copy_spec(column, &mut out);
+    out
 }
 
 /// The column with everything the comparison looks at, and no comment (SeaORM keeps
@@ -151,6 +233,12 @@ fn without_comment(column: &ColumnDef) -> ColumnDef {
         Some(t) => ColumnDef::new_with_type(name, t.clone()),
         None => ColumnDef::new(name),
     };
+    copy_spec(column, &mut out);
+    out
+}
+
+/// Copies nullability, default, uniqueness and key flags (not the comment).
+fn copy_spec(column: &ColumnDef, out: &mut ColumnDef) {
     let spec = column.get_column_spec();
     match spec.nullable {
         Some(false) => {
@@ -173,7 +261,6 @@ fn without_comment(column: &ColumnDef) -> ColumnDef {
     if spec.auto_increment {
         out.auto_increment();
     }
-    out
 }
 
 fn references(table: &ModelTable) -> Vec<String> {
@@ -216,27 +303,70 @@ fn order_by_dependency(mut pending: Vec<ModelTable>) -> Result<Vec<ModelTable>, 
     Ok(ordered)
 }
 
-/// Creates the model's tables and indexes in the empty database of `manager`.
+/// Creates the model's tables and indexes in the empty database of `manager`. An entity whose
+/// table cannot be created there (a type the backend lacks, a reference to such a table) is
+/// left out and returned with the reason, so that a comparison reports it and goes on.
 ///
 /// # Errors
 ///
-/// Any database error, naming the table.
-pub async fn create(manager: &SchemaManager<'_>, tables: &[ModelTable]) -> Result<(), DbErr> {
+/// Any other database error (an enum type, an index), naming it.
+pub async fn create(
+    manager: &SchemaManager<'_>,
+    tables: &[ModelTable],
+) -> Result<Vec<(String, String)>, DbErr> {
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    if manager.get_database_backend() == DbBackend::Postgres {
+        for (name, values) in enum_types(tables) {
+            manager
+                .create_type(
+                    sea_orm_migration::sea_query::extension::postgres::Type::create()
+                        .as_enum(Alias::new(name.clone()))
+                        .values(values.into_iter().map(Alias::new))
+                        .to_owned(),
+                )
+                .await
+                .map_err(|e| DbErr::Migration(format!("enum type {name}: {e}")))?;
+        }
+    }
     for table in tables {
         let mut create = Table::create();
         create.table(Alias::new(table.name.clone()));
         for column in &table.columns {
             create.col(column.clone());
         }
+        if table.primary_key.len() > 1 {
+            let mut key = Index::create();
+            for column in &table.primary_key {
+                key.col(Alias::new(column.clone()));
+            }
+            create.primary_key(&mut key);
+        }
         for fk in &table.foreign_keys {
             create.foreign_key(&mut fk.clone());
+        }
+        // SeaQuery panics on a type the backend lacks (an array on SQLite): that entity cannot
+        // be modelled here, the others still can.
+        let backend = manager.get_database_backend();
+        if let Err(panic) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.build(&create)))
+        {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "its columns cannot be written for this backend".to_owned());
+            skipped.push((table.name.clone(), why));
+            continue;
         }
         let created = if table.timestamps {
             crate::timestamps::create_table(manager, create).await
         } else {
             manager.create_table(create).await
         };
-        created.map_err(|e| DbErr::Migration(format!("entity {}: {e}", table.name)))?;
+        if let Err(e) = created {
+            skipped.push((table.name.clone(), e.to_string()));
+            continue;
+        }
         for index in &table.indexes {
             manager
                 .create_index(index.clone())
@@ -244,7 +374,7 @@ pub async fn create(manager: &SchemaManager<'_>, tables: &[ModelTable]) -> Resul
                 .map_err(|e| DbErr::Migration(format!("entity {}: {e}", table.name)))?;
         }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 #[cfg(test)]
@@ -276,6 +406,55 @@ mod tests {
         );
     }
 
+    /// An entity SQLite cannot hold (an array column) is left out with the reason, and the
+    /// others are created.
+    #[tokio::test]
+    async fn an_entity_the_backend_cannot_create_is_left_out_and_named() {
+        let db = sea_orm_migration::sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let manager = SchemaManager::new(&db);
+        let table = |name: &str, column: ColumnDef| ModelTable {
+            name: name.into(),
+            columns: vec![
+                ColumnDef::new(Alias::new("id"))
+                    .integer()
+                    .not_null()
+                    .primary_key()
+                    .to_owned(),
+                column,
+            ],
+            foreign_keys: Vec::new(),
+            indexes: Vec::new(),
+            timestamps: false,
+            renamed_from: BTreeMap::new(),
+            primary_key: vec!["id".into()],
+        };
+        let skipped = create(
+            &manager,
+            &[
+                table(
+                    "tagged",
+                    ColumnDef::new_with_type(
+                        Alias::new("tags"),
+                        ColumnType::Array(ColumnType::Text.into()),
+                    )
+                    .to_owned(),
+                ),
+                table(
+                    "plain",
+                    ColumnDef::new(Alias::new("n")).integer().to_owned(),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped[0].0, "tagged");
+        assert!(skipped[0].1.contains("Array"), "{skipped:?}");
+        assert!(manager.has_table("plain").await.unwrap());
+    }
+
     #[test]
     fn parents_come_before_the_tables_that_reference_them() {
         let table = |name: &str, parent: Option<&str>| ModelTable {
@@ -294,6 +473,7 @@ mod tests {
             indexes: Vec::new(),
             timestamps: false,
             renamed_from: BTreeMap::new(),
+            primary_key: vec!["id".into()],
         };
         let ordered = order_by_dependency(vec![
             table("a", Some("b")),
