@@ -305,7 +305,8 @@ impl DatabaseService {
         let up = |db| migrator::runner::up::<Migrator>(db, migrator::runner::UpTo::Latest, options);
         match &self.inner.direct {
             Some(direct) => {
-                let mut options = connect_options(direct, Role::Primary);
+                let url = connect::resolve(&direct.url, direct.connect_timeout).await?;
+                let mut options = connect_options(direct, Role::Primary, &url);
                 options.max_connections(2).min_connections(0);
                 let db = connection::connect::connect(options).await?;
                 let applied = up(&db).await;

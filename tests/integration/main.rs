@@ -9,6 +9,7 @@
 mod autogenerate;
 mod bulk;
 mod configuration;
+mod failover;
 mod failures;
 mod health;
 mod held_connections;

@@ -1,0 +1,151 @@
+//! A primary that moves: multi-host URLs (as HA managers print them) against a real primary
+//! and streaming standby, in either order, for the hosts chosen by every
+//! `target_session_attrs`, the service and the migrator.
+
+use std::time::Duration;
+
+use connection::hosts::{self, HostList, TargetSessionAttrs};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use service::{DatabaseConfig, DatabaseService, DatabaseUrl};
+use test_support::TestReplicaPair;
+
+use crate::migrator_cli::migrator_binary;
+use crate::sql::{execute, query_text};
+
+/// `postgres://postgres@127.0.0.1:<first>,127.0.0.1:<second>/<database>?target_session_attrs=…`
+fn multi_host(first: u16, second: u16, database: &str, attrs: &str) -> String {
+    format!(
+        "postgres://postgres@127.0.0.1:{first},127.0.0.1:{second}/{database}\
+         ?target_session_attrs={attrs}&sslmode=disable"
+    )
+}
+
+/// The port of the server a service's primary pool is connected to.
+async fn primary_port(service: &DatabaseService) -> u16 {
+    let row = service
+        .connection()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT inet_server_port()",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    u16::try_from(row.try_get_by_index::<i32>(0).unwrap()).unwrap()
+}
+
+fn config(url: &str) -> DatabaseConfig {
+    let mut config = DatabaseConfig::new(DatabaseUrl::parse(url).unwrap());
+    config.max_connections = 2;
+    config.connect_deadline = Duration::from_secs(2);
+    config
+}
+
+#[tokio::test]
+async fn each_target_session_attrs_picks_its_host_in_either_order() {
+    let pair = TestReplicaPair::start("app").await;
+    let (primary, standby) = (pair.primary.port(), pair.standby.port());
+    let cases = [
+        ("any", primary, standby),
+        ("read-write", primary, primary),
+        ("primary", primary, primary),
+        ("read-only", standby, standby),
+        ("standby", standby, standby),
+        ("prefer-standby", standby, standby),
+    ];
+    for (attrs, primary_first, standby_first) in cases {
+        for (order, expected) in [
+            ((primary, standby), primary_first),
+            ((standby, primary), standby_first),
+        ] {
+            let url = multi_host(order.0, order.1, "app", attrs);
+            let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
+            assert_eq!(
+                query_text(&chosen, "SELECT CAST(inet_server_port() AS TEXT)").await,
+                expected.to_string(),
+                "target_session_attrs={attrs}, hosts {order:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_no_host_of_the_wanted_kind_the_error_names_each_host() {
+    let pair = TestReplicaPair::start("app").await;
+    let list = HostList::parse(&format!(
+        "postgres://postgres:hunter2@127.0.0.1:{},127.0.0.1:1/app?target_session_attrs=primary",
+        pair.standby.port()
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(list.target_session_attrs(), TargetSessionAttrs::Primary);
+    let failure = hosts::choose(&list, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    let shown = failure.to_string();
+    assert_eq!(
+        shown,
+        format!(
+            "no host is suitable for target_session_attrs=primary: 127.0.0.1:{}: a standby; \
+             127.0.0.1:1: connection refused (is the server running, and on that host and port?)",
+            pair.standby.port()
+        )
+    );
+    assert!(failure.is_transient(), "a standby may be promoted");
+}
+
+#[tokio::test]
+async fn the_service_writes_to_the_primary_whichever_host_comes_first() {
+    let pair = TestReplicaPair::start("app").await;
+    let (primary, standby) = (pair.primary.port(), pair.standby.port());
+    for (first, second) in [(standby, primary), (primary, standby)] {
+        let url = multi_host(first, second, "app", "read-write");
+        let service = DatabaseService::connect(&config(&url)).await.unwrap();
+        assert_eq!(
+            primary_port(&service).await,
+            primary,
+            "hosts {first},{second}"
+        );
+        let shown = format!("{service:?}");
+        assert!(
+            shown.contains(&format!("127.0.0.1:{first},127.0.0.1:{second}")),
+            "{shown}"
+        );
+        service.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_migrator_migrates_the_primary_of_a_multi_host_url() {
+    let pair = TestReplicaPair::start("app").await;
+    execute(&pair.primary.admin_url(), r#"CREATE DATABASE "fresh""#).await;
+    let url = multi_host(
+        pair.standby.port(),
+        pair.primary.port(),
+        "fresh",
+        "read-write",
+    );
+    let output = std::process::Command::new(migrator_binary())
+        .args(["-u", &url, "up"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "127.0.0.1:{},127.0.0.1:{}/fresh",
+            pair.standby.port(),
+            pair.primary.port()
+        )),
+        "the log names the hosts: {stderr}"
+    );
+    assert_ne!(
+        query_text(
+            &pair.primary.url("fresh"),
+            r#"SELECT CAST(count(*) AS TEXT) FROM "seaql_migrations""#
+        )
+        .await,
+        "0"
+    );
+}
