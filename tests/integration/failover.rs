@@ -7,7 +7,7 @@ use std::time::Duration;
 use connection::hosts::{self, HostList, TargetSessionAttrs};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use service::{DatabaseConfig, DatabaseService, DatabaseUrl};
-use test_support::TestReplicaPair;
+use test_support::{TestFormation, TestReplicaPair};
 
 use crate::migrator_cli::migrator_binary;
 use crate::sql::{execute, query_text};
@@ -148,4 +148,37 @@ async fn the_migrator_migrates_the_primary_of_a_multi_host_url() {
         .await,
         "0"
     );
+}
+
+#[tokio::test]
+async fn a_formation_prints_its_url_and_a_switchover_moves_the_primary() {
+    let formation = tokio::task::spawn_blocking(TestFormation::start)
+        .await
+        .unwrap();
+    let ports = formation.node_ports();
+    assert_eq!(
+        formation.uri(),
+        format!(
+            "postgres://127.0.0.1:{},127.0.0.1:{}/appdb?target_session_attrs=read-write&sslmode=prefer",
+            ports[0], ports[1]
+        )
+    );
+    // The URL names no user: libpq and sqlx take it from PGUSER, or the operating system's.
+    let url = formation
+        .uri()
+        .replacen("postgres://", "postgres://postgres@", 1);
+    let before = formation.primary_port().unwrap();
+    let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
+    assert!(chosen.contains(&format!(":{before}/")), "{chosen}");
+
+    let formation = tokio::task::spawn_blocking(move || {
+        formation.switchover();
+        formation
+    })
+    .await
+    .unwrap();
+    let after = formation.primary_port().unwrap();
+    assert_ne!(after, before);
+    let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
+    assert!(chosen.contains(&format!(":{after}/")), "{chosen}");
 }
