@@ -182,3 +182,46 @@ async fn a_formation_prints_its_url_and_a_switchover_moves_the_primary() {
     let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
     assert!(chosen.contains(&format!(":{after}/")), "{chosen}");
 }
+
+#[tokio::test]
+async fn after_the_primary_is_killed_the_url_leads_to_the_promoted_node() {
+    let mut formation = tokio::task::spawn_blocking(TestFormation::start)
+        .await
+        .unwrap();
+    let url = formation
+        .uri()
+        .replacen("postgres://", "postgres://postgres@", 1);
+    let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
+    execute(&chosen, "CREATE TABLE failover_probe (id int)").await;
+
+    let (killed, formation) = tokio::task::spawn_blocking(move || {
+        let killed = formation.kill_primary();
+        (killed, formation)
+    })
+    .await
+    .unwrap();
+    let killed_at = std::time::Instant::now();
+    // What a libpq client with target_session_attrs=read-write does: try the hosts again
+    // until one takes the write.
+    let gap = loop {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(90),
+            "no host took a write within 90 s"
+        );
+        if let Ok(chosen) = hosts::resolve(&url, Duration::from_secs(1)).await
+            && let Ok(db) = sea_orm::Database::connect(&chosen).await
+        {
+            let written = db
+                .execute_unprepared("INSERT INTO failover_probe VALUES (1)")
+                .await;
+            let _ = db.close().await;
+            if written.is_ok() {
+                assert!(!chosen.contains(&format!(":{killed}/")), "{chosen}");
+                break killed_at.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("writes resumed {gap:?} after the primary was killed");
+    assert_ne!(formation.primary_port(), Some(killed));
+}
