@@ -1,5 +1,5 @@
-//! The configuration as documented is the configuration as parsed: the README's one table
-//! lists every variable the service, the API and the migrator read — no more, no fewer — with
+//! The configuration as documented is the configuration as parsed: the one table of the
+//! configuration reference (docs/configuration.md) lists every variable the service, the API and the migrator read — no more, no fewer — with
 //! who reads it and the default the code has; and every duration takes the same syntax.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,22 +7,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use service::DatabaseConfig;
 use service::config::Variable;
 
-/// One row of the README's table.
+/// One row of the configuration reference's table.
 #[derive(Debug, PartialEq, Eq)]
 struct Documented {
     read_by: BTreeSet<String>,
     default: String,
 }
 
-/// The README's configuration table, by variable (a variable listed twice fails here).
+/// The configuration reference's table, by variable (a variable listed twice fails here).
 fn documented() -> BTreeMap<String, Documented> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md at the repository root");
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .expect("docs/configuration.md");
     let header = "| variable | read by | default | meaning |";
     assert_eq!(
         readme.matches(header).count(),
         1,
-        "the README has one configuration table, headed {header:?}"
+        "docs/configuration.md has one configuration table, headed {header:?}"
     );
     let (_, table) = readme.split_once(header).unwrap();
     let mut rows = BTreeMap::new();
@@ -93,7 +96,7 @@ fn the_readme_lists_exactly_the_variables_the_code_reads() {
     for (name, row) in &defined {
         assert_eq!(
             &documented[name], row,
-            "{name}: the README's row (left) differs from the code (right)"
+            "{name}: the documented row (left) differs from the code (right)"
         );
     }
 }

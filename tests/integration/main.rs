@@ -17,6 +17,7 @@ mod migrations;
 mod migrator_cli;
 mod online_migrations;
 mod poolers;
+mod readme_service;
 mod refusals;
 mod replicas;
 mod service;
