@@ -168,11 +168,10 @@ impl DatabaseService {
                         Migrator::migration_table_name()
                     ),
                 ),
-                primary: Arc::new(Pool::new(
-                    db,
-                    PoolMetrics::primary(),
-                    config.connection_hold,
-                )),
+                primary: Arc::new(
+                    Pool::new(db, PoolMetrics::primary(), config.connection_hold)
+                        .following(&config.url.expose_secret(), config.connect_timeout),
+                ),
                 url: config.url.clone(),
                 max_connections: config.max_connections,
                 health_timeout: config.health_timeout,

@@ -9,6 +9,7 @@ use sea_orm::{
     QueryResult, Statement, sqlx,
 };
 
+use super::follow::Follower;
 use super::held::HeldConnections;
 use crate::error::is_read_only_refusal;
 use crate::metrics::PoolMetrics;
@@ -25,6 +26,8 @@ pub struct Pool {
     /// The fast path's held connections (`DB_CONNECTION_HOLD`), PostgreSQL only.
     pub(crate) held: Option<Arc<HeldConnections>>,
     pub(crate) metrics: PoolMetrics,
+    /// The hosts of a multi-host URL, for following the primary when it moves.
+    follower: Option<Arc<Follower>>,
 }
 
 impl Pool {
@@ -41,6 +44,26 @@ impl Pool {
             conn,
             held,
             metrics,
+            follower: None,
+        }
+    }
+
+    /// This pool, following the writable host of `url` when it names several (see
+    /// [`Follower`]).
+    pub(crate) fn following(mut self, url: &str, timeout: Duration) -> Self {
+        self.follower = Follower::new(url, timeout).filter(|_| self.postgres().is_some());
+        self
+    }
+
+    /// After an error on this pool: looks for the primary when it may have moved.
+    pub(crate) fn after_error(&self, err: &DbErr) {
+        if let (Some(follower), Some(pool)) = (&self.follower, self.postgres()) {
+            follower.after_error(pool, err);
+            if let Some(held) = &self.held
+                && crate::routing::follow::means_moved(err)
+            {
+                held.close_all();
+            }
         }
     }
 
@@ -122,10 +145,11 @@ impl Pool {
     /// [`retire_idle_sessions`](Self::retire_idle_sessions) when `result` is a read-only
     /// refusal; `result` unchanged.
     pub(crate) fn retire_if_read_only<T>(&self, result: Result<T, DbErr>) -> Result<T, DbErr> {
-        if let Err(err) = &result
-            && is_read_only_refusal(err)
-        {
-            self.retire_idle_sessions();
+        if let Err(err) = &result {
+            if is_read_only_refusal(err) {
+                self.retire_idle_sessions();
+            }
+            self.after_error(err);
         }
         result
     }
