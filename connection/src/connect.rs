@@ -62,6 +62,14 @@ pub enum ConnectFailure {
     /// transaction mode), but what is named here needs a session of its own (a session-level
     /// lock, a `SET`).
     SessionRequired(&'static str),
+    /// No host of a multi-host URL (or of a URL with `target_session_attrs`) could be used:
+    /// what each said, in the order tried.
+    NoSuitableHost {
+        /// The sessions the URL asks for.
+        wanted: crate::hosts::TargetSessionAttrs,
+        /// Each host (`host:port`) and why it was not used.
+        hosts: Vec<(String, crate::hosts::HostOutcome)>,
+    },
     /// Anything else, with the driver's message (password removed).
     Other(String),
 }
@@ -79,7 +87,13 @@ impl ConnectFailure {
                 | Self::TooManyConnections
                 // A failover in progress: the standby may be promoted in a moment.
                 | Self::Standby
-        )
+        ) || matches!(self, Self::NoSuitableHost { hosts, .. } if hosts.iter().any(|(_, outcome)| {
+            match outcome {
+                // A standby now may be the primary in a moment, and the other way round.
+                crate::hosts::HostOutcome::Unsuitable(_) => true,
+                crate::hosts::HostOutcome::Failed(failure) => failure.is_transient(),
+            }
+        }))
     }
 
     /// Classifies a connection error. `secret` (the password, if any) is removed from any
@@ -196,6 +210,14 @@ impl fmt::Display for ConnectFailure {
                  mode (PgBouncer: pool_mode = session) or connect to the server directly \
                  (DATABASE_DIRECT_URL)"
             ),
+            Self::NoSuitableHost { wanted, hosts } => {
+                write!(f, "no host is suitable for target_session_attrs={wanted}")?;
+                for (index, (host, outcome)) in hosts.iter().enumerate() {
+                    let separator = if index == 0 { ": " } else { "; " };
+                    write!(f, "{separator}{host}: {outcome}")?;
+                }
+                Ok(())
+            }
             Self::Other(message) => f.write_str(message),
         }
     }
@@ -413,6 +435,14 @@ async fn server_sessions(
 ///
 /// Why the URL is not usable.
 pub fn check_url(url: &str) -> Result<(), String> {
+    if let Some(list) = crate::hosts::HostList::parse(url)?
+        && list.needs_choosing()
+    {
+        if list.hosts().iter().any(|host| host.host.is_empty()) {
+            return Err("a PostgreSQL URL needs a host".into());
+        }
+        return Ok(());
+    }
     let parsed = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
     match parsed.scheme() {
         "postgres" | "postgresql" => {
@@ -431,7 +461,11 @@ pub fn check_url(url: &str) -> Result<(), String> {
 /// The password in `url` (before the `@`, or as `?password=`), percent-decoded, if it has one.
 #[must_use]
 pub fn password(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
+    let parsed = match url::Url::parse(url) {
+        Ok(parsed) => parsed,
+        // A multi-host URL: its first host's URL has the same password.
+        Err(_) => url::Url::parse(&crate::hosts::HostList::parse(url).ok()??.url_for(0)).ok()?,
+    };
     match parsed.password() {
         Some(raw) => Some(
             percent_encoding::percent_decode_str(raw)

@@ -123,6 +123,7 @@ const SHOWN_QUERY_PARAMETERS: &[&str] = &[
     "mode",
     "options",
     "statement-cache-capacity",
+    "target_session_attrs",
 ];
 
 /// The URL with its password replaced by `***` (and any query value that might be a secret),
@@ -153,17 +154,25 @@ pub fn redact(url: &str) -> String {
             }
             parsed.to_string()
         }
-        Err(_) => match url.split_once(':') {
-            Some((scheme, _))
-                if !scheme.is_empty()
-                    && scheme
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
-            {
-                format!("{scheme}:<unparseable URL>")
-            }
-            _ => "<unparseable URL>".to_owned(),
+        Err(_) => match crate::hosts::HostList::parse(url) {
+            Ok(Some(list)) => list.redacted(),
+            _ => redact_unparseable(url),
         },
+    }
+}
+
+/// What is shown of a URL that cannot be parsed: its scheme.
+fn redact_unparseable(url: &str) -> String {
+    match url.split_once(':') {
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            format!("{scheme}:<unparseable URL>")
+        }
+        _ => "<unparseable URL>".to_owned(),
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod connect;
 pub mod database_url;
+pub mod hosts;
 #[cfg(feature = "logging")]
 mod logging;
 pub mod secrets;

@@ -533,6 +533,10 @@ async fn connect(cli: &Cli) -> Result<DatabaseConnection, CliError> {
         source,
     })?;
 
+    // A multi-host URL (an HA manager's): the host its target_session_attrs asks for.
+    let url = connection::hosts::resolve(&url, Duration::from_secs(10))
+        .await
+        .map_err(CliError::Connect)?;
     let mut options = ConnectOptions::new(url);
     options
         // One session for the whole run, never recycled: the migration lock is held by it.

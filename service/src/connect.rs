@@ -18,11 +18,15 @@ use crate::error::{Error, Result};
 pub(crate) async fn connect_primary(
     config: &DatabaseConfig,
 ) -> Result<(DatabaseConnection, ServerSessions)> {
-    let options = connect_options(config, Role::Primary);
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {
-        match connection::connect::connect_pooled(options.clone()).await {
+        // A multi-host URL is resolved on every attempt: the primary may be moving.
+        let attempt = async {
+            let url = resolve(&config.url, config.connect_timeout).await?;
+            connection::connect::connect_pooled(connect_options(config, Role::Primary, &url)).await
+        };
+        match attempt.await {
             Ok(connected) => return Ok(connected),
             Err(err) if err.failure.is_transient() => {
                 let left = config.connect_deadline.saturating_sub(started.elapsed());
@@ -48,9 +52,19 @@ pub(crate) enum Role {
     Replica,
 }
 
-/// The pool options of `config` for a pool of `role`.
-pub(crate) fn connect_options(config: &DatabaseConfig, role: Role) -> ConnectOptions {
-    let mut options = ConnectOptions::new(config.url.expose_secret());
+/// The single-host URL to open for `url`: itself, or the first host of a multi-host URL that
+/// matches its `target_session_attrs` (see [`connection::hosts::resolve`]).
+pub(crate) async fn resolve(
+    url: &DatabaseUrl,
+    timeout: Duration,
+) -> std::result::Result<String, ConnectError> {
+    connection::hosts::resolve(&url.expose_secret(), timeout).await
+}
+
+/// The pool options of `config` for a pool of `role` on `url` (a single-host URL: the
+/// configuration's, or the host [`resolve`] chose).
+pub(crate) fn connect_options(config: &DatabaseConfig, role: Role, url: &str) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url);
     options
         .max_connections(config.max_connections)
         .min_connections(config.min_connections)
@@ -156,7 +170,19 @@ pub(crate) async fn open_replicas(
     for url in &config.replica_urls {
         let mut replica = config.clone();
         replica.url = url.clone();
-        let mut options = connect_options(&replica, Role::Replica);
+        // A replica URL naming several hosts: the first that matches now, or the first at all
+        // when none answers yet (the pool connects lazily; its probe tells when it serves).
+        let single = match resolve(url, config.connect_timeout).await {
+            Ok(single) => single,
+            Err(err) => match connection::hosts::HostList::parse(&url.expose_secret()) {
+                Ok(Some(list)) => {
+                    tracing::warn!("{err}; using the first host for now");
+                    list.url_for(0)
+                }
+                _ => url.expose_secret(),
+            },
+        };
+        let mut options = connect_options(&replica, Role::Replica, &single);
         options
             // A read that cannot get a replica connection soon goes to the primary instead.
             .acquire_timeout(config.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT))

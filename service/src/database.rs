@@ -174,7 +174,8 @@ impl DatabaseService {
                 ),
                 primary: Arc::new(
                     Pool::new(db, PoolMetrics::primary(), config.connection_hold)
-                        .with_credentials_of(&config.url),
+                        .with_credentials_of(&config.url)
+                        .following(&config.url.expose_secret(), config.connect_timeout),
                 ),
                 url: config.url.clone(),
                 max_connections: config.max_connections,
@@ -315,7 +316,8 @@ impl DatabaseService {
                     .url
                     .reread()
                     .map_err(crate::config::ConfigError::SecretFile)?;
-                let mut options = connect_options(&direct, Role::Primary);
+                let url = connect::resolve(&direct.url, direct.connect_timeout).await?;
+                let mut options = connect_options(&direct, Role::Primary, &url);
                 options.max_connections(2).min_connections(0);
                 let db = connection::connect::connect(options).await?;
                 let applied = up(&db).await;

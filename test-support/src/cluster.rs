@@ -334,7 +334,7 @@ pub(super) fn run(command: &mut Command, what: &str) -> Result<(), String> {
     }
 }
 
-fn find_postgres_bin() -> Result<PathBuf, String> {
+pub(super) fn find_postgres_bin() -> Result<PathBuf, String> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())

@@ -16,6 +16,8 @@
 //! * [`TestReplicaPair`] — a primary and a streaming standby ([`TestCluster::start_standby_of`]),
 //!   and [`TestPgBouncer`] — a connection pooler in front of a cluster, for tests of read
 //!   replicas and poolers.
+//! * [`TestFormation`] — a pg_auto_failover formation (a monitor and two nodes) with timeouts
+//!   tuned for tests: switchovers, a primary killed, the URL as `pg_autoctl show uri` prints it.
 //! * [`FaultProxy`] — a TCP proxy that makes the PostgreSQL server refuse, hang or come back,
 //!   for tests of outages.
 //! * [`AdminSession`] — a superuser session that does to a test's own database or role what a
@@ -46,6 +48,7 @@
 
 mod admin;
 mod cluster;
+mod formation;
 mod helpers;
 mod pgbouncer;
 mod postgres;
@@ -65,6 +68,7 @@ use service::config::{DatabaseConfig, DatabaseUrl};
 
 pub use admin::AdminSession;
 pub use cluster::TestCluster;
+pub use formation::{FORMATION_DATABASE, TestFormation};
 pub use helpers::{free_port, new_user, scalar, with_quick_timeouts};
 pub use pgbouncer::{PoolMode, TestPgBouncer};
 pub use proxy::FaultProxy;

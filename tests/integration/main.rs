@@ -10,6 +10,7 @@ mod autogenerate;
 mod autogenerate_matrix;
 mod bulk;
 mod configuration;
+mod failover;
 mod failures;
 mod health;
 mod held_connections;

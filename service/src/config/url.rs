@@ -216,7 +216,10 @@ impl DatabaseUrl {
                 parsed.port().unwrap_or(5432),
                 parsed.path()
             ),
-            _ => self.to_string(),
+            _ => match connection::hosts::HostList::parse(&url) {
+                Ok(Some(list)) => list.node_names(),
+                _ => self.to_string(),
+            },
         }
     }
 }

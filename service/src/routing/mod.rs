@@ -19,6 +19,7 @@
 pub(crate) mod bulk;
 mod cached;
 mod executor;
+pub(crate) mod follow;
 pub(crate) mod held;
 pub(crate) mod pool;
 mod reader;
@@ -219,10 +220,15 @@ async fn attempt(
     sql: &'static str,
     values: Vec<Value>,
 ) -> Result<Option<sqlx::postgres::PgRow>, Attempt> {
-    let mut checkout = checkout
-        .await
-        .map_err(|err| Attempt::Checkout(query_error(err)))?;
+    let mut checkout = checkout.await.map_err(|err| {
+        let err = query_error(err);
+        state.after_error(&err);
+        Attempt::Checkout(err)
+    })?;
     let result = fetch_optional(&mut checkout.conn, sql, values).await;
+    if let Err(err) = &result {
+        state.after_error(err);
+    }
     match &result {
         Ok(_) => {
             if let Some(held) = &state.held {

@@ -9,6 +9,7 @@ use sea_orm::{
     QueryResult, Statement, sqlx,
 };
 
+use super::follow::Follower;
 use super::held::HeldConnections;
 use crate::config::DatabaseUrl;
 use crate::error::is_read_only_refusal;
@@ -29,6 +30,8 @@ pub struct Pool {
     pub(crate) metrics: PoolMetrics,
     /// The secret file new connections read their password from, when there is one.
     pub(crate) credentials: Option<Arc<CredentialWatch>>,
+    /// The hosts of a multi-host URL, for following the primary when it moves.
+    follower: Option<Arc<Follower>>,
 }
 
 impl Pool {
@@ -46,6 +49,7 @@ impl Pool {
             held,
             metrics,
             credentials: None,
+            follower: None,
         }
     }
 
@@ -64,6 +68,25 @@ impl Pool {
                 watch.renewed_after_refusal().await
             }
             _ => false,
+        }
+    }
+
+    /// This pool, following the writable host of `url` when it names several (see
+    /// [`Follower`]).
+    pub(crate) fn following(mut self, url: &str, timeout: Duration) -> Self {
+        self.follower = Follower::new(url, timeout).filter(|_| self.postgres().is_some());
+        self
+    }
+
+    /// After an error on this pool: looks for the primary when it may have moved.
+    pub(crate) fn after_error(&self, err: &DbErr) {
+        if let (Some(follower), Some(pool)) = (&self.follower, self.postgres()) {
+            follower.after_error(pool, err);
+            if let Some(held) = &self.held
+                && crate::routing::follow::means_moved(err)
+            {
+                held.close_all();
+            }
         }
     }
 
@@ -145,10 +168,11 @@ impl Pool {
     /// [`retire_idle_sessions`](Self::retire_idle_sessions) when `result` is a read-only
     /// refusal; `result` unchanged.
     pub(crate) fn retire_if_read_only<T>(&self, result: Result<T, DbErr>) -> Result<T, DbErr> {
-        if let Err(err) = &result
-            && is_read_only_refusal(err)
-        {
-            self.retire_idle_sessions();
+        if let Err(err) = &result {
+            if is_read_only_refusal(err) {
+                self.retire_idle_sessions();
+            }
+            self.after_error(err);
         }
         result
     }

@@ -1,0 +1,309 @@
+//! A primary that moves: multi-host URLs (as HA managers print them) against a real primary
+//! and streaming standby, in either order, for the hosts chosen by every
+//! `target_session_attrs`, the service and the migrator.
+
+use std::time::Duration;
+
+use connection::hosts::{self, HostList, TargetSessionAttrs};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use service::{DatabaseConfig, DatabaseService, DatabaseUrl};
+use test_support::{TestFormation, TestReplicaPair};
+
+use crate::migrator_cli::migrator_binary;
+use crate::sql::{execute, query_text};
+
+/// `postgres://postgres@127.0.0.1:<first>,127.0.0.1:<second>/<database>?target_session_attrs=…`
+fn multi_host(first: u16, second: u16, database: &str, attrs: &str) -> String {
+    format!(
+        "postgres://postgres@127.0.0.1:{first},127.0.0.1:{second}/{database}\
+         ?target_session_attrs={attrs}&sslmode=disable"
+    )
+}
+
+/// The port of the server a service's primary pool is connected to.
+async fn primary_port(service: &DatabaseService) -> u16 {
+    let row = service
+        .connection()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT inet_server_port()",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    u16::try_from(row.try_get_by_index::<i32>(0).unwrap()).unwrap()
+}
+
+fn config(url: &str) -> DatabaseConfig {
+    let mut config = DatabaseConfig::new(DatabaseUrl::parse(url).unwrap());
+    config.max_connections = 2;
+    config.connect_deadline = Duration::from_secs(2);
+    config
+}
+
+#[tokio::test]
+async fn each_target_session_attrs_picks_its_host_in_either_order() {
+    let pair = TestReplicaPair::start("app").await;
+    let (primary, standby) = (pair.primary.port(), pair.standby.port());
+    let cases = [
+        ("any", primary, standby),
+        ("read-write", primary, primary),
+        ("primary", primary, primary),
+        ("read-only", standby, standby),
+        ("standby", standby, standby),
+        ("prefer-standby", standby, standby),
+    ];
+    for (attrs, primary_first, standby_first) in cases {
+        for (order, expected) in [
+            ((primary, standby), primary_first),
+            ((standby, primary), standby_first),
+        ] {
+            let url = multi_host(order.0, order.1, "app", attrs);
+            let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
+            assert_eq!(
+                query_text(&chosen, "SELECT CAST(inet_server_port() AS TEXT)").await,
+                expected.to_string(),
+                "target_session_attrs={attrs}, hosts {order:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_no_host_of_the_wanted_kind_the_error_names_each_host() {
+    let pair = TestReplicaPair::start("app").await;
+    let list = HostList::parse(&format!(
+        "postgres://postgres:hunter2@127.0.0.1:{},127.0.0.1:1/app?target_session_attrs=primary",
+        pair.standby.port()
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(list.target_session_attrs(), TargetSessionAttrs::Primary);
+    let failure = hosts::choose(&list, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    let shown = failure.to_string();
+    assert_eq!(
+        shown,
+        format!(
+            "no host is suitable for target_session_attrs=primary: 127.0.0.1:{}: a standby; \
+             127.0.0.1:1: connection refused (is the server running, and on that host and port?)",
+            pair.standby.port()
+        )
+    );
+    assert!(failure.is_transient(), "a standby may be promoted");
+}
+
+#[tokio::test]
+async fn the_service_writes_to_the_primary_whichever_host_comes_first() {
+    let pair = TestReplicaPair::start("app").await;
+    let (primary, standby) = (pair.primary.port(), pair.standby.port());
+    for (first, second) in [(standby, primary), (primary, standby)] {
+        let url = multi_host(first, second, "app", "read-write");
+        let service = DatabaseService::connect(&config(&url)).await.unwrap();
+        assert_eq!(
+            primary_port(&service).await,
+            primary,
+            "hosts {first},{second}"
+        );
+        let shown = format!("{service:?}");
+        assert!(
+            shown.contains(&format!("127.0.0.1:{first},127.0.0.1:{second}")),
+            "{shown}"
+        );
+        service.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_migrator_migrates_the_primary_of_a_multi_host_url() {
+    let pair = TestReplicaPair::start("app").await;
+    execute(&pair.primary.admin_url(), r#"CREATE DATABASE "fresh""#).await;
+    let url = multi_host(
+        pair.standby.port(),
+        pair.primary.port(),
+        "fresh",
+        "read-write",
+    );
+    let output = std::process::Command::new(migrator_binary())
+        .args(["-u", &url, "up"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "127.0.0.1:{},127.0.0.1:{}/fresh",
+            pair.standby.port(),
+            pair.primary.port()
+        )),
+        "the log names the hosts: {stderr}"
+    );
+    assert_ne!(
+        query_text(
+            &pair.primary.url("fresh"),
+            r#"SELECT CAST(count(*) AS TEXT) FROM "seaql_migrations""#
+        )
+        .await,
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn a_formation_prints_its_url_and_a_switchover_moves_the_primary() {
+    let formation = tokio::task::spawn_blocking(TestFormation::start)
+        .await
+        .unwrap();
+    let ports = formation.node_ports();
+    assert_eq!(
+        formation.uri(),
+        format!(
+            "postgres://127.0.0.1:{},127.0.0.1:{}/appdb?target_session_attrs=read-write&sslmode=prefer",
+            ports[0], ports[1]
+        )
+    );
+    // The URL names no user: libpq and sqlx take it from PGUSER, or the operating system's.
+    let url = formation
+        .uri()
+        .replacen("postgres://", "postgres://postgres@", 1);
+    let before = formation.primary_port().unwrap();
+    let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
+    assert!(chosen.contains(&format!(":{before}/")), "{chosen}");
+
+    let formation = tokio::task::spawn_blocking(move || {
+        formation.switchover();
+        formation
+    })
+    .await
+    .unwrap();
+    let after = formation.primary_port().unwrap();
+    assert_ne!(after, before);
+    let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
+    assert!(chosen.contains(&format!(":{after}/")), "{chosen}");
+}
+
+#[tokio::test]
+async fn after_the_primary_is_killed_the_url_leads_to_the_promoted_node() {
+    let mut formation = tokio::task::spawn_blocking(TestFormation::start)
+        .await
+        .unwrap();
+    let url = formation
+        .uri()
+        .replacen("postgres://", "postgres://postgres@", 1);
+    let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
+    execute(&chosen, "CREATE TABLE failover_probe (id int)").await;
+
+    let (killed, formation) = tokio::task::spawn_blocking(move || {
+        let killed = formation.kill_primary();
+        (killed, formation)
+    })
+    .await
+    .unwrap();
+    let killed_at = std::time::Instant::now();
+    // What a libpq client with target_session_attrs=read-write does: try the hosts again
+    // until one takes the write.
+    let gap = loop {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(90),
+            "no host took a write within 90 s"
+        );
+        if let Ok(chosen) = hosts::resolve(&url, Duration::from_secs(1)).await
+            && let Ok(db) = sea_orm::Database::connect(&chosen).await
+        {
+            let written = db
+                .execute_unprepared("INSERT INTO failover_probe VALUES (1)")
+                .await;
+            let _ = db.close().await;
+            if written.is_ok() {
+                assert!(!chosen.contains(&format!(":{killed}/")), "{chosen}");
+                break killed_at.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("writes resumed {gap:?} after the primary was killed");
+    assert_ne!(formation.primary_port(), Some(killed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_follows_the_primary_through_a_switchover() {
+    let formation = tokio::task::spawn_blocking(TestFormation::start)
+        .await
+        .unwrap();
+    let url = formation
+        .uri()
+        .replacen("postgres://", "postgres://postgres@", 1);
+    let mut config = config(&url);
+    config.max_connections = 4;
+    let service = DatabaseService::connect(&config).await.unwrap();
+    service
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
+    let before = formation.primary_port().unwrap();
+    assert_eq!(primary_port(&service).await, before);
+
+    let switched = tokio::task::spawn_blocking(move || {
+        formation.switchover();
+        formation
+    });
+    let started = std::time::Instant::now();
+    let (mut acknowledged, mut last_ok, mut gap) = (Vec::new(), started, Duration::ZERO);
+    let mut n = 0;
+    while !switched.is_finished() || started.elapsed() < Duration::from_secs(8) {
+        n += 1;
+        match service::user::create(&service, test_support::new_user(&format!("u{n}@x.io"), "U"))
+            .await
+        {
+            Ok(user) => {
+                gap = gap.max(last_ok.elapsed());
+                last_ok = std::time::Instant::now();
+                acknowledged.push(user.id);
+            }
+            Err(err) => assert!(err.is_unavailable(), "{err}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "writes never resumed"
+        );
+    }
+    let formation = switched.await.unwrap();
+    let after = formation.primary_port().unwrap();
+    assert_ne!(after, before);
+    assert!(last_ok > started, "no write succeeded");
+    assert_eq!(primary_port(&service).await, after, "the pool follows");
+    let ids = acknowledged
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let found = query_text(
+        &formation.node_url(after),
+        &format!(r#"SELECT CAST(count(*) AS TEXT) FROM "user" WHERE id IN ({ids})"#),
+    )
+    .await;
+    assert_eq!(
+        found,
+        acknowledged.len().to_string(),
+        "every acknowledged write, once"
+    );
+    // A write whose connection broke after its COMMIT was sent may be there unacknowledged
+    // (answered Unavailable): the rows may exceed the acknowledged writes by those.
+    let rows: usize = query_text(
+        &formation.node_url(after),
+        r#"SELECT CAST(count(*) AS TEXT) FROM "user""#,
+    )
+    .await
+    .parse()
+    .unwrap();
+    assert!(
+        rows >= acknowledged.len() && rows <= n,
+        "{rows} rows, {n} attempts"
+    );
+    eprintln!(
+        "switchover: {} writes acknowledged, longest write gap {gap:?}",
+        acknowledged.len()
+    );
+    service.close().await.unwrap();
+}
