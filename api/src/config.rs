@@ -331,7 +331,16 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
         }
-        // Five of the API's own, the database's, and the six options of a migration run.
-        assert_eq!(names.len(), 5 + DatabaseConfig::variables().len() + 6);
+        // Five of the API's own, the database's, and the options of a migration run.
+        let migration_options =
+            <MigratorOptions as clap::Args>::augment_args(clap::Command::new("m"))
+                .get_arguments()
+                .filter(|arg| arg.get_env().is_some())
+                .count();
+        assert_eq!(migration_options, 7, "MIGRATION_* and DB_APP_ROLE");
+        assert_eq!(
+            names.len(),
+            5 + DatabaseConfig::variables().len() + migration_options
+        );
     }
 }
