@@ -315,24 +315,23 @@ impl HostList {
                 .query_pairs_mut()
                 .append_pair("target_session_attrs", self.attrs.as_str());
         }
-        let hosts = self
-            .hosts
+        let hosts = self.host_list();
+        redact(shown.as_str()).replacen(PLACEHOLDER, &hosts, 1)
+    }
+
+    /// `h1:p1,h2:p2`.
+    fn host_list(&self) -> String {
+        self.hosts
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
-            .join(",");
-        redact(shown.as_str()).replacen(PLACEHOLDER, &hosts, 1)
+            .join(",")
     }
 
     /// `h1:p1,h2:p2/database`: how the URL's nodes are named in health reports and logs.
     #[must_use]
     pub fn node_names(&self) -> String {
-        let hosts = self
-            .hosts
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let hosts = self.host_list();
         format!("{hosts}{}", self.template.path())
     }
 }

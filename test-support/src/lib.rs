@@ -1,7 +1,7 @@
 //! Test support for the project's tests and for downstream crates: a fresh migrated database
 //! per test, throw-away clusters, standbys, a pooler and a fault proxy, and the small helpers
 //! the test suites share. Add it as a dev-dependency:
-//! `test-support = { path = "../test-support" }`.
+//! `test-support = { path = "../db/test-support" }`.
 //!
 //! * [`TestDatabase`] — a fresh, fully migrated database per test, on PostgreSQL or SQLite.
 //!   On PostgreSQL it is a uniquely named database copied from a migrated template (about
