@@ -770,7 +770,10 @@ async fn a_replaced_lock_session_stops_the_run_before_the_next_step() {
     let held = count(
         &conn,
         &format!(
+            // This test's database only: migrators of other tests, on other databases of the
+            // same server, hold the same key at the same time.
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND ((classid::bigint << 32) | objid::bigint) = {}",
             runner::MIGRATION_LOCK_KEY
         ),
