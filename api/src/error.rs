@@ -7,7 +7,10 @@
 //!
 //! Every `503` carries `Retry-After: 1` ([`RETRY_AFTER_SECS`]): the database is down, refusing,
 //! read-only, out of connections, or a concurrent transaction won — all of which clear by
-//! themselves — so clients and load balancers should come back, not treat it as a bug.
+//! themselves — so clients and load balancers should come back, not treat it as a bug. One
+//! `503` says more: when the connection was lost after a write was sent, the write may have
+//! been applied ([`COMMIT_UNKNOWN_MESSAGE`]); a client retrying `POST /users` then gets `409` if
+//! it was.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -33,6 +36,11 @@ struct ErrorBody<'a> {
 
 /// What a client sees when the database cannot be reached.
 pub const UNAVAILABLE_MESSAGE: &str = "the database is unavailable; try again later";
+/// What a client sees when the connection was lost after its write was sent
+/// (`service::Error::CommitUnknown`): the write may have been applied.
+pub const COMMIT_UNKNOWN_MESSAGE: &str = "the database connection was lost after the write was \
+     sent: it may or may not have been applied; check before sending it again (creating a user \
+     again answers 409 if the first attempt went through)";
 /// What a client sees when a concurrent transaction won (`service::Error::Contention`).
 pub const CONTENTION_MESSAGE: &str = "the request conflicted with a concurrent one; try again";
 /// What a client sees for any other internal failure (the details are in the log).
@@ -112,6 +120,11 @@ impl IntoResponse for ApiError {
 impl From<service::Error> for ApiError {
     fn from(err: service::Error) -> Self {
         use service::Error;
+        if let Error::CommitUnknown { .. } = &err {
+            // Never retried here: only the client knows whether sending it again is safe.
+            tracing::warn!(error = %err, "write outcome unknown");
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, COMMIT_UNKNOWN_MESSAGE);
+        }
         if err.is_unavailable() {
             tracing::warn!(error = %err, "database unavailable");
             return Self::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE);
@@ -276,9 +289,14 @@ mod tests {
             operation: "update a user",
             reason: "40001: could not serialize access".into(),
         };
+        let unknown = Error::CommitUnknown {
+            operation: "create a user",
+            reason: "connection lost (connection reset)".into(),
+        };
         for (err, message) in [
             (outage, UNAVAILABLE_MESSAGE),
             (contention, CONTENTION_MESSAGE),
+            (unknown, COMMIT_UNKNOWN_MESSAGE),
         ] {
             let api = ApiError::from(err);
             assert_eq!(api.message(), message);

@@ -11,6 +11,7 @@ use sea_orm::{
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::error::{Error, Result};
+use crate::routing::replicas::ReplicaPool;
 
 /// Opens the primary's pool, retrying with exponential backoff (100 ms, doubling, at most 5 s
 /// apart) while the failure is transient, until `config.connect_deadline` has passed. Also
@@ -161,18 +162,17 @@ impl SessionSetup {
 /// How long a read waits for a replica's connection before it goes to the primary instead.
 const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The replicas' pools, each named `host:port/database`, connecting lazily (so one that is down
-/// fails nothing here).
-pub(crate) async fn open_replicas(
-    config: &DatabaseConfig,
-) -> Result<Vec<(String, DatabaseConnection, DatabaseUrl)>> {
-    let mut pools = Vec::with_capacity(config.replica_urls.len());
-    for url in &config.replica_urls {
+/// The pools of the nodes that serve reads ([`DatabaseConfig::read_nodes`]), each named
+/// `host:port/database`, connecting lazily (so one that is down fails nothing here).
+pub(crate) async fn open_replicas(config: &DatabaseConfig) -> Result<Vec<ReplicaPool>> {
+    let nodes = config.read_nodes();
+    let mut pools = Vec::with_capacity(nodes.len());
+    for (url, standby_of_primary) in nodes {
         let mut replica = config.clone();
         replica.url = url.clone();
         // A replica URL naming several hosts: the first that matches now, or the first at all
         // when none answers yet (the pool connects lazily; its probe tells when it serves).
-        let single = match resolve(url, config.connect_timeout).await {
+        let single = match resolve(&url, config.connect_timeout).await {
             Ok(single) => single,
             Err(err) => match connection::hosts::HostList::parse(&url.expose_secret()) {
                 Ok(Some(list)) => {
@@ -194,7 +194,12 @@ pub(crate) async fn open_replicas(
         let conn = Database::connect(options)
             .await
             .map_err(|err| Error::Connect(ConnectError::new(&url.expose_secret(), &err)))?;
-        pools.push((url.node_name(), conn, url.clone()));
+        pools.push(ReplicaPool {
+            name: url.node_name(),
+            conn,
+            url,
+            standby_of_primary,
+        });
     }
     Ok(pools)
 }

@@ -139,9 +139,10 @@ impl DatabaseService {
             server_version = server_version.as_deref().unwrap_or("unknown"),
             encrypted = encrypted.unwrap_or(false),
             replicas = config.replica_urls.len(),
+            read_from_standbys = config.read_from_standbys,
             "connected to the database"
         );
-        let replicas = if config.replica_urls.is_empty() {
+        let replicas = if config.read_nodes().is_empty() {
             None
         } else {
             let pools = connect::open_replicas(config).await?;
@@ -158,6 +159,7 @@ impl DatabaseService {
             let mut direct = config.clone();
             direct.url = url;
             direct.replica_urls.clear();
+            direct.read_from_standbys = false;
             direct
         });
         let service = Self {

@@ -59,6 +59,24 @@ pub enum Error {
         /// The server's message.
         reason: String,
     },
+    /// The connection was lost after a write was sent (the server went away, or ended the
+    /// session, while the statement or its `COMMIT` ran): it may have been applied or not, and
+    /// nothing here can tell which. The service never sends such a write again by itself. The
+    /// caller should look before writing again, or retry only a write that a second run cannot
+    /// duplicate: one with a natural key, whose repeat is refused as a [`Error::Conflict`] when
+    /// the first went through (creating a user: the same email). Like an outage it clears by
+    /// itself ([`is_unavailable`](Self::is_unavailable)), but it is not
+    /// [`is_retryable`](Self::is_retryable).
+    #[error(
+        "the connection was lost while trying to {operation}, after the write was sent: it may \
+         or may not have been applied ({reason})"
+    )]
+    CommitUnknown {
+        /// What was being done.
+        operation: &'static str,
+        /// How the connection was lost (for logs).
+        reason: String,
+    },
     /// The database role lacks a privilege the statement needs (`42501`): a configuration
     /// error — the service runs as a role the migrations did not grant this (see
     /// `DB_APP_ROLE`), or the statement is one the application role must not run (DDL, the
@@ -127,20 +145,70 @@ impl Error {
         }
     }
 
+    /// [`from_db`](Self::from_db) for a write (a statement that changes rows outside a
+    /// transaction, or a transaction's `COMMIT`): when the connection was lost after the
+    /// statement was sent, the write may have been applied, and the error is
+    /// [`Error::CommitUnknown`] instead of [`Error::Unavailable`]. A connection that could not
+    /// be had at all (the statement was never sent) stays `Unavailable`.
+    #[must_use]
+    pub fn from_write(operation: &'static str, err: DbErr) -> Self {
+        match lost_after_sending(&err) {
+            Some(reason) => Self::CommitUnknown { operation, reason },
+            None => Self::from_db(operation, err),
+        }
+    }
+
     /// Whether the error means the database cannot serve now (as opposed to a bad request or a
-    /// bug): an outage, which clears by itself.
+    /// bug): an outage, which clears by itself. This includes [`Error::CommitUnknown`].
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
+        matches!(self, Self::Unavailable { .. } | Self::CommitUnknown { .. })
             || matches!(self, Self::Connect(e) if e.failure.is_transient())
     }
 
-    /// Whether trying again later may succeed: an outage ([`is_unavailable`](Self::is_unavailable))
-    /// or a conflict with a concurrent transaction ([`Error::Contention`], retry the whole
-    /// transaction).
+    /// Whether trying again later may succeed without doing anything twice: an outage in which
+    /// nothing was applied ([`is_unavailable`](Self::is_unavailable), except
+    /// [`Error::CommitUnknown`]) or a conflict with a concurrent transaction
+    /// ([`Error::Contention`], retry the whole transaction).
     #[must_use]
     pub fn is_retryable(&self) -> bool {
-        self.is_unavailable() || matches!(self, Self::Contention { .. })
+        (self.is_unavailable() && !matches!(self, Self::CommitUnknown { .. }))
+            || matches!(self, Self::Contention { .. })
+    }
+}
+
+/// How the connection was lost, when `err` says it was lost while a statement ran on it (so
+/// the statement had been sent): the socket failed, the protocol broke, or the server ended
+/// the session (a `FATAL` error such as `57P01` during a shutdown or a switchover). An error
+/// while opening the connection (`DbErr::Conn`, `DbErr::ConnectionAcquire`) is not one.
+fn lost_after_sending(err: &DbErr) -> Option<String> {
+    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_err))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx_err))) = err
+    else {
+        return None;
+    };
+    match &**sqlx_err {
+        sqlx::Error::Io(e) => Some(format!("connection lost ({})", e.kind())),
+        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
+            Some("the connection broke".to_owned())
+        }
+        sqlx::Error::Database(_) => server_error(err)
+            .filter(|server| {
+                server.server == connection::classify::Server::Postgres
+                    && !server.opening
+                    && (server.fatal
+                        || matches!(
+                            server.kind,
+                            ErrorKind::SessionEnded | ErrorKind::ConnectionFailed
+                        ))
+            })
+            .map(|server| {
+                format!(
+                    "the server ended the session ({}: {})",
+                    server.code, server.message
+                )
+            }),
+        _ => None,
     }
 }
 
@@ -341,6 +409,47 @@ mod tests {
             assert!(mapped.is_retryable(), "{mapped:?}");
         }
         let other = Error::from_db("read a user", DbErr::Custom("a bug".into()));
+        assert!(matches!(other, Error::Database { .. }), "{other:?}");
+        assert!(!other.is_retryable());
+    }
+
+    #[test]
+    fn a_write_whose_connection_was_lost_may_have_been_applied() {
+        let sqlx_err = |e: sqlx::Error| std::sync::Arc::new(e);
+        for err in [
+            DbErr::Query(RuntimeErr::SqlxError(sqlx_err(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionReset.into(),
+            )))),
+            DbErr::Exec(RuntimeErr::SqlxError(sqlx_err(sqlx::Error::Protocol(
+                "unexpected end of stream".into(),
+            )))),
+        ] {
+            let mapped = Error::from_write("create a user", err.clone());
+            assert!(matches!(mapped, Error::CommitUnknown { .. }), "{mapped:?}");
+            assert!(mapped.is_unavailable(), "{mapped:?}");
+            assert!(!mapped.is_retryable(), "{mapped:?}");
+            assert!(
+                mapped.to_string().starts_with(
+                    "the connection was lost while trying to create a user, after the write was \
+                     sent: it may or may not have been applied"
+                ),
+                "{mapped}"
+            );
+            // A read that lost its connection applied nothing.
+            assert!(Error::from_db("read a user", err).is_retryable());
+        }
+        // Never sent: no connection could be had.
+        for err in [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::Conn(RuntimeErr::SqlxError(sqlx_err(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into(),
+            )))),
+        ] {
+            let mapped = Error::from_write("create a user", err);
+            assert!(matches!(mapped, Error::Unavailable { .. }), "{mapped:?}");
+            assert!(mapped.is_retryable(), "{mapped:?}");
+        }
+        let other = Error::from_write("create a user", DbErr::Custom("a bug".into()));
         assert!(matches!(other, Error::Database { .. }), "{other:?}");
         assert!(!other.is_retryable());
     }

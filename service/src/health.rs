@@ -19,7 +19,8 @@ pub enum HealthStatus {
     Healthy,
     /// The primary is reachable, but migrations are pending, or the database has migrations
     /// this build does not know (a newer build migrated it), or a read replica is out of
-    /// rotation (reads then go to the primary). [`HealthReport::can_serve`] tells which.
+    /// rotation for a fault (down, lagging, promoted; reads then go to the primary).
+    /// [`HealthReport::can_serve`] tells which.
     Degraded,
     /// Not reachable, or erroring, or no answer within the health timeout.
     Unhealthy,
@@ -54,6 +55,10 @@ pub struct HealthReport {
     pub status: HealthStatus,
     /// `postgres` or `sqlite`.
     pub backend: &'static str,
+    /// The node the primary's pool connects to now, `host:port/database` (no user, no
+    /// password): with a multi-host `DATABASE_URL`, the host found writable; `None` on
+    /// SQLite.
+    pub primary: Option<String>,
     /// The server's version, read when the service connected.
     pub server_version: Option<String>,
     /// Whether the primary's connections are encrypted (TLS, from `pg_stat_ssl`), read when
@@ -67,8 +72,10 @@ pub struct HealthReport {
     pub migrations: Option<MigrationsReport>,
     /// Why the database is unhealthy (never contains a password or URL).
     pub error: Option<String>,
-    /// Each read replica (`DATABASE_REPLICA_URLS`), checked during this health check; empty
-    /// (and left out of the JSON) without replicas.
+    /// Each node that serves reads (`DATABASE_REPLICA_URLS`, and with
+    /// `DB_READ_FROM_STANDBYS` every host of `DATABASE_URL`, the primary among them reported
+    /// with its role and out of rotation), checked during this health check; empty (and left
+    /// out of the JSON) without them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ReplicaReport>,
 }
@@ -116,7 +123,8 @@ pub struct ReplicaReport {
     /// Whether the connection to it is encrypted (TLS, from `pg_stat_ssl`); `None` when it did
     /// not answer.
     pub encrypted: Option<bool>,
-    /// Why it is out of rotation (never contains a password or URL).
+    /// Why it is out of rotation, when that is a fault (never contains a password or URL);
+    /// `None` for a host of `DATABASE_URL` that is the primary now.
     pub error: Option<String>,
 }
 
@@ -188,12 +196,13 @@ impl DatabaseService {
                 )),
             ),
         };
-        if status == HealthStatus::Healthy && replicas.iter().any(|r| !r.in_rotation) {
+        if status == HealthStatus::Healthy && replicas.iter().any(|r| r.error.is_some()) {
             status = HealthStatus::Degraded;
         }
         HealthReport {
             status,
             backend: backend_name(self.backend()),
+            primary: self.inner.primary.node_name(),
             server_version: self.inner.server_version.clone(),
             encrypted: self.inner.encrypted,
             // Microsecond resolution is all a round trip needs.

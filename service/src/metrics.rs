@@ -69,6 +69,10 @@ pub const POOL_ACQUIRE_WAIT: &str = "db_pool_acquire_wait_seconds";
 pub const REPLICA_LAG: &str = "db_replica_lag_bytes";
 /// `db_replica_in_rotation`.
 pub const REPLICA_IN_ROTATION: &str = "db_replica_in_rotation";
+/// `db_failovers_total`.
+pub const FAILOVERS: &str = "db_failovers_total";
+/// `db_failover_write_gap_seconds`.
+pub const FAILOVER_WRITE_GAP: &str = "db_failover_write_gap_seconds";
 /// `db_migrations_applied`.
 pub const MIGRATIONS_APPLIED: &str = "db_migrations_applied";
 /// `db_migrations_pending`.
@@ -99,7 +103,7 @@ pub fn describe() {
         QUERY_ERRORS,
         Unit::Count,
         "Repository calls that failed, by operation, backend and kind (not_found, conflict, \
-         validation, unavailable, contention, database, cancelled)."
+         validation, unavailable, commit_unknown, contention, permission, database, cancelled)."
     );
     describe_gauge!(
         POOL_IN_USE,
@@ -125,6 +129,18 @@ pub fn describe() {
     describe_gauge!(
         REPLICA_IN_ROTATION,
         "1 while reads may go to the replica, 0 while it is out of rotation."
+    );
+    describe_counter!(
+        FAILOVERS,
+        Unit::Count,
+        "Times the primary's pool followed the writable host of a multi-host DATABASE_URL to \
+         another host (a switchover or a failover)."
+    );
+    describe_histogram!(
+        FAILOVER_WRITE_GAP,
+        Unit::Seconds,
+        "For each failover followed: from the first failed statement on the old primary to the \
+         pool pointing at the new one (writes were unavailable meanwhile)."
     );
     describe_gauge!(
         MIGRATIONS_APPLIED,
@@ -161,6 +177,9 @@ pub enum ErrorKind {
     Validation,
     /// [`Error::Unavailable`] (or a transient [`Error::Connect`]): `unavailable`.
     Unavailable,
+    /// [`Error::CommitUnknown`]: `commit_unknown` (the connection was lost after a write was
+    /// sent).
+    CommitUnknown,
     /// [`Error::Contention`]: `contention`.
     Contention,
     /// [`Error::PermissionDenied`]: `permission` (a configuration error).
@@ -182,6 +201,7 @@ impl ErrorKind {
             Error::Validation { .. } => Self::Validation,
             Error::Contention { .. } => Self::Contention,
             Error::PermissionDenied { .. } => Self::Permission,
+            Error::CommitUnknown { .. } => Self::CommitUnknown,
             _ if err.is_unavailable() => Self::Unavailable,
             _ => Self::Database,
         }
@@ -195,6 +215,7 @@ impl ErrorKind {
             Self::Conflict => "conflict",
             Self::Validation => "validation",
             Self::Unavailable => "unavailable",
+            Self::CommitUnknown => "commit_unknown",
             Self::Contention => "contention",
             Self::Permission => "permission",
             Self::Database => "database",
@@ -385,6 +406,12 @@ pub(crate) fn record_replica(name: &str, lag: Option<u64>, in_rotation: bool) {
     } else {
         0.0
     });
+}
+
+/// Records a failover the primary's pool followed, and how long writes were unavailable.
+pub(crate) fn record_failover(write_gap: Duration) {
+    metrics::counter!(FAILOVERS).increment(1);
+    metrics::histogram!(FAILOVER_WRITE_GAP).record(write_gap);
 }
 
 /// Records the migrations a health check found.

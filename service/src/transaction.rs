@@ -46,11 +46,13 @@ impl Transaction {
     ///
     /// [`Error::Unavailable`] / [`Error::Database`] (or [`Error::Contention`] for a
     /// serialisation failure) when the commit fails: nothing of the transaction remains.
+    /// [`Error::CommitUnknown`] when the connection was lost after the `COMMIT` was sent: the
+    /// transaction may have been committed.
     pub async fn commit(self) -> Result<()> {
         let result = self.transaction.commit().await;
         self.primary
             .retire_if_read_only(result)
-            .map_err(|err| Error::from_db("commit a transaction", err))
+            .map_err(|err| Error::from_write("commit a transaction", err))
     }
 
     /// Rolls back now (dropping it does the same, a moment later).

@@ -67,7 +67,9 @@ const ENTITY: &str = "user";
 /// # Errors
 ///
 /// [`Error::Validation`] for a bad email or name, [`Error::Conflict`] when the email is taken
-/// in any letter case, [`Error::Unavailable`] / [`Error::Database`] from the database.
+/// in any letter case, [`Error::Unavailable`] / [`Error::Database`] from the database;
+/// [`Error::CommitUnknown`] when the connection was lost after the insert was sent: the user
+/// may exist, and creating it again answers [`Error::Conflict`] if it does.
 pub async fn create<E: Executor>(db: &E, new: NewUser) -> Result<User> {
     create_as(db, new).await
 }
@@ -127,7 +129,8 @@ fn validated(new: NewUser) -> Result<(String, String)> {
 /// # Errors
 ///
 /// [`Error::Validation`] naming the first bad row, [`Error::Conflict`],
-/// [`Error::Unavailable`] / [`Error::Database`] from the database.
+/// [`Error::Unavailable`] / [`Error::Database`] from the database, [`Error::CommitUnknown`]
+/// when the connection was lost after the rows were sent.
 pub async fn create_many<E: Executor>(db: &E, users: &[NewUser]) -> Result<u64> {
     if users.is_empty() {
         return Ok(0);
@@ -260,7 +263,8 @@ async fn list_page<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) -
 /// # Errors
 ///
 /// [`Error::NotFound`], [`Error::Validation`], [`Error::Conflict`] when the new email is
-/// taken, [`Error::Unavailable`] / [`Error::Database`].
+/// taken, [`Error::Unavailable`] / [`Error::Database`], [`Error::CommitUnknown`] when the
+/// connection was lost after the update was sent.
 pub async fn update<E: Executor>(db: &E, id: i32, changes: UserChanges) -> Result<User> {
     observe(&UPDATE, db.backend(), update_row(db.seaorm(), id, changes)).await
 }
@@ -305,13 +309,14 @@ async fn update_row<C: ConnectionTrait>(db: &C, id: i32, changes: UserChanges) -
 /// # Errors
 ///
 /// [`Error::NotFound`] when there is no such user, [`Error::Unavailable`] /
-/// [`Error::Database`].
+/// [`Error::Database`], [`Error::CommitUnknown`] when the connection was lost after the delete
+/// was sent.
 pub async fn delete<E: Executor>(db: &E, id: i32) -> Result<()> {
     observe(&DELETE, db.backend(), async {
         let result = user::Entity::delete_by_id(id)
             .exec(db.seaorm())
             .await
-            .map_err(|err| Error::from_db("delete a user", err))?;
+            .map_err(|err| Error::from_write("delete a user", err))?;
         if result.rows_affected == 0 {
             return Err(not_found(id));
         }
@@ -473,7 +478,7 @@ fn write_error(operation: &'static str, err: DbErr) -> Error {
             field: "email",
         }
     } else {
-        Error::from_db(operation, err)
+        Error::from_write(operation, err)
     }
 }
 

@@ -82,6 +82,12 @@ pub struct DatabaseConfig {
     /// is reachable and within [`replica_max_lag`](Self::replica_max_lag); everything else goes
     /// to `url`.
     pub replica_urls: Vec<DatabaseUrl>,
+    /// Whether the hosts of a multi-host `url` (as an HA manager such as pg_auto_failover
+    /// prints it) serve reads as replicas do: the standbys among them, with the same lag
+    /// bound and read-your-writes as [`replica_urls`](Self::replica_urls). Their roles are
+    /// probed continually, so after a failover the promoted host leaves the readers and the
+    /// old primary joins them once it follows again.
+    pub read_from_standbys: bool,
     /// A replica whose replay position is more than this many bytes of WAL behind the
     /// primary's is taken out of rotation until it catches up.
     pub replica_max_lag: u64,
@@ -220,6 +226,14 @@ impl DatabaseConfig {
         if let Some(direct) = &self.direct_url {
             direct.check("DATABASE_DIRECT_URL")?;
         }
+        if self.read_from_standbys && self.url.each_host().is_empty() {
+            return Err(invalid(
+                "DB_READ_FROM_STANDBYS",
+                "true",
+                "needs a PostgreSQL DATABASE_URL naming several hosts \
+                 (postgres://host1:port1,host2:port2/db?target_session_attrs=read-write)",
+            ));
+        }
         // Replicas and a direct URL are PostgreSQL notions: they must point at the same kind of
         // server as the primary.
         let postgres = !self.url.is_sqlite();
@@ -296,6 +310,25 @@ pub enum ConfigError {
 
 /// The longest duration any setting accepts.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+impl DatabaseConfig {
+    /// The nodes that serve reads besides the primary: each of
+    /// [`replica_urls`](Self::replica_urls), then (with
+    /// [`read_from_standbys`](Self::read_from_standbys)) each host of `url`, marked `true`.
+    pub(crate) fn read_nodes(&self) -> Vec<(DatabaseUrl, bool)> {
+        let standbys = if self.read_from_standbys {
+            self.url.each_host()
+        } else {
+            Vec::new()
+        };
+        self.replica_urls
+            .iter()
+            .cloned()
+            .map(|url| (url, false))
+            .chain(standbys.into_iter().map(|url| (url, true)))
+            .collect()
+    }
+}
 
 fn invalid(variable: &str, value: &str, reason: &str) -> ConfigError {
     ConfigError::InvalidValue {
@@ -642,10 +675,42 @@ mod tests {
     }
 
     #[test]
+    fn the_standbys_of_a_multi_host_url_serve_reads_when_asked() {
+        let url = "postgres://app:s3cret@db1:6001,db2:6002/app?target_session_attrs=read-write";
+        let config = config(&[("DATABASE_URL", url), ("DB_READ_FROM_STANDBYS", "true")]).unwrap();
+        let nodes: Vec<(String, bool)> = config
+            .read_nodes()
+            .iter()
+            .map(|(url, standby)| (url.expose_secret(), *standby))
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                ("postgres://app:s3cret@db1:6001/app".to_owned(), true),
+                ("postgres://app:s3cret@db2:6002/app".to_owned(), true)
+            ]
+        );
+        let off = super::tests::config(&[("DATABASE_URL", url)]).unwrap();
+        assert!(off.read_nodes().is_empty());
+
+        let err = super::tests::config(&[
+            ("DATABASE_URL", "postgres://app:s3cret@db1/app"),
+            ("DB_READ_FROM_STANDBYS", "true"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DB_READ_FROM_STANDBYS=\"true\" is invalid: needs a PostgreSQL DATABASE_URL naming \
+             several hosts (postgres://host1:port1,host2:port2/db?target_session_attrs=read-write)"
+        );
+        assert!(!format!("{err:?}").contains("s3cret"));
+    }
+
+    #[test]
     fn variables_list_every_setting_with_its_default() {
         let variables = DatabaseConfig::variables();
         let names: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(names.len(), 24, "{names:?}");
+        assert_eq!(names.len(), 25, "{names:?}");
         let find = |name: &str| variables.iter().find(|v| v.name == name).unwrap();
         assert_eq!(find("DB_CONNECT_TIMEOUT").default.as_deref(), Some("5s"));
         assert_eq!(find("DB_REPLICA_MAX_LAG").default.as_deref(), Some("16MiB"));

@@ -67,6 +67,9 @@ pub(super) struct Settings {
     /// Read replicas (streaming standbys of the primary), comma-separated URLs [default: none]
     #[arg(long = "database-replica-urls", env = "DATABASE_REPLICA_URLS", value_name = "URLS", hide_env_values = true, value_parser = url::list)]
     replica_urls: Option<UrlList>,
+    /// Reads go to the standbys among DATABASE_URL's hosts (a multi-host URL), as to replicas
+    #[arg(long = "db-read-from-standbys", env = "DB_READ_FROM_STANDBYS", value_name = "BOOL", default_value = "false", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = syntax::boolean)]
+    read_from_standbys: bool,
     /// A replica more WAL than this behind the primary serves no reads
     #[arg(long = "db-replica-max-lag", env = "DB_REPLICA_MAX_LAG", value_name = "SIZE", default_value = "16MiB", value_parser = syntax::bytes)]
     replica_max_lag: u64,
@@ -205,6 +208,7 @@ impl From<Settings> for DatabaseConfig {
             idle_in_transaction_timeout: nonzero(settings.idle_in_transaction_timeout),
             schema: settings.schema,
             replica_urls,
+            read_from_standbys: settings.read_from_standbys,
             replica_max_lag: settings.replica_max_lag,
             replica_probe_interval: settings.replica_probe_interval,
             direct_url,

@@ -204,6 +204,23 @@ impl DatabaseUrl {
         &self.source
     }
 
+    /// Each host of a URL naming several, as a URL of its own (without
+    /// `target_session_attrs`), remembering the same secret file; empty for a URL naming one.
+    pub(crate) fn each_host(&self) -> Vec<Self> {
+        if self.is_sqlite() {
+            return Vec::new();
+        }
+        match connection::hosts::HostList::parse(&self.expose_secret()) {
+            Ok(Some(list)) if list.hosts().len() > 1 => (0..list.hosts().len())
+                .map(|index| Self {
+                    source: UrlSource::Configured(list.url_for(index)),
+                    secret: self.secret.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// `host:port/database` (no user, no password): how a node is named in health reports and
     /// logs.
     #[must_use]

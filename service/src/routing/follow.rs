@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use connection::ErrorKind;
 use connection::hosts::{self, HostList};
@@ -37,14 +37,16 @@ impl Follower {
         if !means_moved(err) || self.searching.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (this, pool) = (Arc::clone(self), pool.clone());
+        let (this, pool, failed_at) = (Arc::clone(self), pool.clone(), Instant::now());
         tokio::spawn(async move {
-            this.search(&pool).await;
+            this.search(&pool, failed_at).await;
             this.searching.store(false, Ordering::Release);
         });
     }
 
-    async fn search(&self, pool: &sqlx::PgPool) {
+    /// Looks for the writable host every 100 ms for up to a minute after a statement failed at
+    /// `failed_at`; a move is counted in the metrics with the time writes were unavailable.
+    async fn search(&self, pool: &sqlx::PgPool, failed_at: Instant) {
         let current = pool.connect_options();
         for _ in 0..600 {
             if pool.is_closed() {
@@ -55,7 +57,13 @@ impl Follower {
             {
                 if chosen.host.host != current.get_host() || chosen.host.port != current.get_port()
                 {
-                    tracing::warn!(primary = %chosen.host, "the primary moved; following it");
+                    let gap = failed_at.elapsed();
+                    tracing::warn!(
+                        primary = %chosen.host,
+                        writes_unavailable_ms = gap.as_millis(),
+                        "the primary moved; following it"
+                    );
+                    crate::metrics::record_failover(gap);
                     let options = (*current)
                         .clone()
                         .host(&chosen.host.host)

@@ -221,7 +221,7 @@ async fn attempt(
     values: Vec<Value>,
 ) -> Result<Option<sqlx::postgres::PgRow>, Attempt> {
     let mut checkout = checkout.await.map_err(|err| {
-        let err = query_error(err);
+        let err = acquire_error(err);
         state.after_error(&err);
         Attempt::Checkout(err)
     })?;
@@ -254,6 +254,18 @@ async fn fetch_optional(
         .fetch_optional(conn)
         .await
         .map_err(query_error)
+}
+
+/// A sqlx error from checking a connection out, as SeaORM reports one: the statement was never
+/// sent ([`Error::from_write`] tells this from a connection lost while a statement ran).
+fn acquire_error(err: sqlx::Error) -> DbErr {
+    match err {
+        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
+        sqlx::Error::PoolClosed => {
+            DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::ConnectionClosed)
+        }
+        err => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))),
+    }
 }
 
 /// A sqlx error as SeaORM reports a failed query, so the usual error mapping applies.

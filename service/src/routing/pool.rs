@@ -90,6 +90,18 @@ impl Pool {
         }
     }
 
+    /// `host:port/database` of the server new connections go to (PostgreSQL only): after a
+    /// failover followed, the new primary.
+    pub(crate) fn node_name(&self) -> Option<String> {
+        let options = self.postgres()?.connect_options();
+        Some(format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        ))
+    }
+
     /// The sqlx pool when this is PostgreSQL: the fast path's.
     pub(crate) fn postgres(&self) -> Option<&sqlx::PgPool> {
         postgres_pool(&self.conn)

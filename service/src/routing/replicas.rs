@@ -89,6 +89,17 @@ pub(crate) async fn primary_position(primary: &DatabaseConnection) -> Result<Wal
     Ok(WalPosition(u64::try_from(bytes).unwrap_or(0)))
 }
 
+/// A node that serves reads, as [`crate::connect::open_replicas`] opens it.
+pub(crate) struct ReplicaPool {
+    /// `host:port/database`.
+    pub(crate) name: String,
+    pub(crate) conn: DatabaseConnection,
+    pub(crate) url: DatabaseUrl,
+    /// One of the hosts of the primary's own URL (`DB_READ_FROM_STANDBYS`): it serves reads
+    /// while it is a standby, and being the primary is no fault of it.
+    pub(crate) standby_of_primary: bool,
+}
+
 /// The replicas of one service and the primary they follow.
 pub(crate) struct ReplicaSet {
     primary: DatabaseConnection,
@@ -106,6 +117,8 @@ pub(crate) struct ReplicaSet {
 pub struct Replica {
     pub(crate) name: String,
     pub(crate) pool: Pool,
+    /// See [`ReplicaPool::standby_of_primary`].
+    standby_of_primary: bool,
     in_rotation: AtomicBool,
     /// WAL bytes replayed at the latest probe.
     replayed: AtomicU64,
@@ -129,7 +142,7 @@ impl ReplicaSet {
     /// `hold` when set.
     pub(crate) fn new(
         primary: DatabaseConnection,
-        replicas: Vec<(String, DatabaseConnection, DatabaseUrl)>,
+        replicas: Vec<ReplicaPool>,
         max_lag: u64,
         hold: Option<Duration>,
     ) -> Arc<Self> {
@@ -137,11 +150,12 @@ impl ReplicaSet {
             primary,
             nodes: replicas
                 .into_iter()
-                .map(|(name, conn, url)| {
+                .map(|node| {
                     Arc::new(Replica {
-                        pool: Pool::new(conn, PoolMetrics::named(&name), hold)
-                            .with_credentials_of(&url),
-                        name,
+                        pool: Pool::new(node.conn, PoolMetrics::named(&node.name), hold)
+                            .with_credentials_of(&node.url),
+                        name: node.name,
+                        standby_of_primary: node.standby_of_primary,
                         in_rotation: AtomicBool::new(false),
                         replayed: AtomicU64::new(0),
                         state: Mutex::new(ProbeState {
@@ -245,7 +259,10 @@ impl ReplicaSet {
                 });
                 node.replayed
                     .store(replayed.unwrap_or(0), Ordering::Relaxed);
-                let problem = if !standby {
+                let problem = if !standby && node.standby_of_primary {
+                    // The primary among the URL's hosts: it serves writes, not these reads.
+                    None
+                } else if !standby {
                     Some("not a standby: it accepts writes (promoted?)".to_owned())
                 } else if lag.is_some_and(|lag| lag > self.max_lag) {
                     Some(format!(
@@ -318,14 +335,15 @@ impl Replica {
     /// Records a probe's finding (and its metrics); logs when the replica enters or leaves
     /// rotation.
     fn set(&self, state: ProbeState) {
-        let usable = state.problem.is_none();
+        let usable = state.problem.is_none() && state.role == Some(NodeRole::Standby);
         let was = self.in_rotation.swap(usable, Ordering::Relaxed);
         metrics::record_replica(&self.name, state.lag, usable);
-        match (&state.problem, was) {
-            (Some(problem), true) => {
-                tracing::warn!(replica = %self.name, reason = %problem, "replica taken out of rotation");
+        match (usable, was) {
+            (false, true) => {
+                let reason = state.problem.as_deref().unwrap_or("it is the primary now");
+                tracing::warn!(replica = %self.name, reason = %reason, "replica taken out of rotation");
             }
-            (None, false) => tracing::info!(replica = %self.name, "replica in rotation"),
+            (true, false) => tracing::info!(replica = %self.name, "replica in rotation"),
             _ => {}
         }
         if let Ok(mut current) = self.state.lock() {
