@@ -7,6 +7,7 @@
 
 mod binary;
 mod chaos;
+mod failover;
 mod health;
 mod least_privilege;
 mod outage;

@@ -1,0 +1,394 @@
+//! The `api` binary on a real pg_auto_failover formation, with `DATABASE_URL` exactly as
+//! `pg_autoctl show uri` prints it: eight clients post users through a planned switchover and
+//! then through a SIGKILL of the primary, beside a libpq client (`psql`, which picks the
+//! writable host of the same URL by itself) measured in the same run. Writes resume within
+//! the libpq client's gap (plus 0.5 s, plus 1 s after the kill); every `201` is in the new
+//! primary's table exactly once; nothing is answered `500`, nothing `409` (the service never
+//! retries a write behind its client's back); reads from the standbys keep answering.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::binary::{Running, TempDir};
+use crate::support::{client, status_and_json};
+use test_support::{AdminSession, FORMATION_DATABASE, TestFormation};
+
+/// What one request got, and when.
+#[derive(Debug, Clone)]
+struct Answer {
+    at: Instant,
+    status: StatusCode,
+    /// The created user's id (a `201`).
+    id: Option<i64>,
+    /// A `503` saying the write may have been applied (the connection was lost after it was
+    /// sent).
+    outcome_unknown: bool,
+}
+
+/// Every answer of a run, shared by its clients.
+type Answers = Arc<Mutex<Vec<Answer>>>;
+
+/// The longest time between two successive successes among `times` within `from..to` (the
+/// last success before `from` counts as the start).
+fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
+    let mut times: Vec<Instant> = times.iter().copied().filter(|t| *t <= to).collect();
+    times.sort_unstable();
+    let start = times.iter().rposition(|t| *t <= from).unwrap_or(0);
+    times[start..]
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .unwrap_or(to - from)
+}
+
+fn successes(answers: &Answers, status: StatusCode) -> Vec<Instant> {
+    answers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.status == status)
+        .map(|a| a.at)
+        .collect()
+}
+
+/// `psql` inserting a row at a time into `libpq_probe`, a new connection each (libpq chooses
+/// the host by `target_session_attrs=read-write`), until `stop`; the times of its successes.
+fn libpq_client(uri: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Instant>> {
+    std::thread::spawn(move || {
+        let mut done = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let inserted = Command::new("psql")
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    &uri,
+                    "-c",
+                    "INSERT INTO libpq_probe DEFAULT VALUES",
+                ])
+                .env("PGUSER", "postgres")
+                .env("PGCONNECT_TIMEOUT", "2")
+                .output()
+                .is_ok_and(|out| out.status.success());
+            if inserted {
+                done.push(Instant::now());
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        done
+    })
+}
+
+/// Eight clients posting users with addresses of their own, until `stop`. A `503` is not
+/// retried (its email is never sent again): any `409` would be the service's own retry.
+fn writers(
+    base: &str,
+    answers: &Answers,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..8)
+        .map(|client_no| {
+            let (base, answers, stop, http) =
+                (base.to_owned(), answers.clone(), stop.clone(), client());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let sent = http
+                        .post(format!("{base}/users"))
+                        .json(&json!({"email": format!("w{client_no}-{n}@x.io"), "name": "W"}))
+                        .timeout(Duration::from_secs(30))
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { continue };
+                    let status = response.status();
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    answers.lock().unwrap().push(Answer {
+                        at: Instant::now(),
+                        status,
+                        id: body["id"].as_i64(),
+                        outcome_unknown: body["error"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("may or may not have been applied")),
+                    });
+                    if status != StatusCode::CREATED {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// One client reading an existing user again and again, until `stop`.
+fn reader(
+    base: &str,
+    id: i64,
+    answers: &Answers,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let (url, answers, stop, http) = (
+        format!("{base}/users/{id}"),
+        answers.clone(),
+        stop.clone(),
+        client(),
+    );
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(response) = http.get(&url).timeout(Duration::from_secs(30)).send().await else {
+                continue;
+            };
+            answers.lock().unwrap().push(Answer {
+                at: Instant::now(),
+                status: response.status(),
+                id: None,
+                outcome_unknown: false,
+            });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+/// The formation's database on the node at `port`, as the superuser.
+fn as_superuser(port: u16) -> String {
+    format!("postgres://postgres@127.0.0.1:{port}/{FORMATION_DATABASE}")
+}
+
+/// The integer `sql` returns on the node at `url`.
+async fn count(url: &str, sql: &str) -> i64 {
+    AdminSession::connect(url).await.count(sql).await
+}
+
+/// Waits until both the API's writers and the libpq client have succeeded after `since`
+/// (at most 90 s), then 2 s more.
+async fn wait_for_writes_after(answers: &Answers, libpq_rows: &str, since: Instant) {
+    let deadline = since + Duration::from_secs(90);
+    loop {
+        let api = successes(answers, StatusCode::CREATED)
+            .iter()
+            .any(|t| *t > since);
+        let libpq = count(
+            libpq_rows,
+            "SELECT count(*) FROM libpq_probe WHERE at > clock_timestamp() - interval '1 second'",
+        )
+        .await
+            > 0;
+        if api && libpq {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume within 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost() {
+    let formation = tokio::task::spawn_blocking(TestFormation::start)
+        .await
+        .unwrap();
+    let uri = formation.uri();
+    let first = formation.primary_port().unwrap();
+    AdminSession::connect(&as_superuser(first))
+        .await
+        .execute(
+            "CREATE TABLE libpq_probe \
+             (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+        )
+        .await;
+
+    let dir = TempDir::new();
+    let mut api = Running::start(
+        &dir.0,
+        &["--migrate"],
+        &[
+            // As printed: no user in it, so libpq and sqlx take PGUSER.
+            ("DATABASE_URL", &uri),
+            ("PGUSER", "postgres"),
+            ("DB_READ_FROM_STANDBYS", "true"),
+            ("DB_MAX_CONNECTIONS", "8"),
+            ("API_ADDR", "127.0.0.1:0"),
+            ("API_HEALTH_DETAILS", "true"),
+            ("RUST_LOG", "warn,api=info"),
+        ],
+    );
+    let base = format!("http://{}", api.wait_until_listening());
+    let http = client();
+    let seeded = http
+        .post(format!("{base}/users"))
+        .json(&json!({"email": "reader@x.io", "name": "R"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seeded.status(), StatusCode::CREATED);
+    let seeded: Value = seeded.json().await.unwrap();
+
+    let (writes, reads) = (Answers::default(), Answers::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let libpq = libpq_client(uri.clone(), stop.clone());
+    let mut clients = writers(&base, &writes, &stop);
+    clients.push(reader(&base, seeded["id"].as_i64().unwrap(), &reads, &stop));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A planned switchover.
+    let switch_started = Instant::now();
+    let formation = tokio::task::spawn_blocking(move || {
+        formation.switchover();
+        formation
+    })
+    .await
+    .unwrap();
+    let second = formation.primary_port().unwrap();
+    assert_ne!(second, first);
+    wait_for_writes_after(&writes, &as_superuser(second), switch_started).await;
+    let switch_ended = Instant::now();
+
+    // The details name the new primary, and the old one as a standby that serves reads.
+    let (status, health) =
+        status_and_json(http.get(format!("{base}/health")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(
+        health["details"]["primary"],
+        format!("127.0.0.1:{second}/appdb"),
+        "{health}"
+    );
+    let nodes = health["details"]["replicas"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let node = |port: u16| {
+        nodes
+            .iter()
+            .find(|n| n["name"] == format!("127.0.0.1:{port}/appdb"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(node(second)["role"], "primary", "{health}");
+    assert_eq!(node(second)["in_rotation"], false, "{health}");
+    assert_eq!(node(first)["role"], "standby", "{health}");
+    assert!(node(first)["lag_bytes"].is_u64(), "{health}");
+
+    // The primary dies.
+    let (killed, formation) = tokio::task::spawn_blocking(move || {
+        let mut formation = formation;
+        (formation.kill_primary(), formation)
+    })
+    .await
+    .unwrap();
+    assert_eq!(killed, second);
+    let kill_started = Instant::now();
+    let third = {
+        let formation = &formation;
+        tokio::task::block_in_place(|| formation.wait_for_primary_other_than(killed))
+    };
+    wait_for_writes_after(&writes, &as_superuser(third), kill_started).await;
+    let kill_ended = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let libpq = tokio::task::spawn_blocking(move || libpq.join().unwrap())
+        .await
+        .unwrap();
+
+    let api_writes = successes(&writes, StatusCode::CREATED);
+    let (api_switch, libpq_switch) = (
+        longest_gap(&api_writes, switch_started, switch_ended),
+        longest_gap(&libpq, switch_started, switch_ended),
+    );
+    let (api_kill, libpq_kill) = (
+        longest_gap(&api_writes, kill_started, kill_ended),
+        longest_gap(&libpq, kill_started, kill_ended),
+    );
+    let answers = writes.lock().unwrap().clone();
+    let count = |status: StatusCode| answers.iter().filter(|a| a.status == status).count();
+    let read_answers = reads.lock().unwrap().clone();
+    let read_ok = successes(&reads, StatusCode::OK);
+    let read_switch = longest_gap(&read_ok, switch_started, switch_ended);
+    eprintln!(
+        "switchover: write gap {api_switch:.2?} through the API, {libpq_switch:.2?} for libpq, \
+         longest read gap {read_switch:.2?}; kill: write gap {api_kill:.2?} through the API, \
+         {libpq_kill:.2?} for libpq; {} created, {} answered 503 ({} of them: may have been \
+         applied), {} reads",
+        count(StatusCode::CREATED),
+        count(StatusCode::SERVICE_UNAVAILABLE),
+        answers.iter().filter(|a| a.outcome_unknown).count(),
+        read_answers.len()
+    );
+
+    let unexpected: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.status != StatusCode::CREATED && a.status != StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(unexpected.is_empty(), "only 201 and 503: {unexpected:?}");
+    assert!(
+        api_switch <= libpq_switch + Duration::from_millis(500),
+        "switchover: {api_switch:?} against libpq's {libpq_switch:?}"
+    );
+    assert!(
+        api_kill <= libpq_kill + Duration::from_secs(1),
+        "kill: {api_kill:?} against libpq's {libpq_kill:?}"
+    );
+
+    // Every acknowledged user is in the new primary's table, once.
+    let ids: Vec<String> = answers
+        .iter()
+        .filter_map(|a| a.id)
+        .map(|id| id.to_string())
+        .collect();
+    assert_eq!(ids.len(), count(StatusCode::CREATED));
+    let new_primary = AdminSession::connect(&as_superuser(third)).await;
+    let in_list = format!(r#"FROM "user" WHERE id IN ({})"#, ids.join(","));
+    let found = new_primary
+        .count(&format!("SELECT count(*) {in_list}"))
+        .await;
+    let distinct_emails = new_primary
+        .count(&format!("SELECT count(DISTINCT email) {in_list}"))
+        .await;
+    assert_eq!(
+        (found, distinct_emails),
+        (ids.len() as i64, ids.len() as i64)
+    );
+
+    // Reads kept answering through the switchover: never a 500, and never as long without
+    // an answer as writes were.
+    assert!(
+        read_answers
+            .iter()
+            .all(|a| a.status == StatusCode::OK || a.status == StatusCode::SERVICE_UNAVAILABLE),
+        "{read_answers:?}"
+    );
+    assert!(
+        read_switch < api_switch,
+        "reads {read_switch:?}, writes {api_switch:?}"
+    );
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("db_failovers_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("db_failover_write_gap_seconds_count 2"),
+        "{metrics}"
+    );
+    api.signal("TERM");
+    let (status, log) = api.wait_for_exit();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(!log.contains(" 500 "), "{log}");
+}
