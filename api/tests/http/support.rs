@@ -255,6 +255,19 @@ pub async fn assert_unavailable(response: Response) {
     assert_eq!(body, json!({"error": api::error::UNAVAILABLE_MESSAGE}));
 }
 
+/// A `503` saying the write may have been applied (the connection was lost after it was sent).
+pub async fn assert_outcome_unknown(response: Response) {
+    assert_retry_after(&response);
+    let body = assert_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        api::error::COMMIT_UNKNOWN_MESSAGE,
+    )
+    .await;
+    assert_eq!(body, json!({"error": api::error::COMMIT_UNKNOWN_MESSAGE}));
+}
+
 /// The response says when to come back: `Retry-After: 1`.
 pub fn assert_retry_after(response: &Response) {
     let retry_after = response.headers().get(reqwest::header::RETRY_AFTER);
