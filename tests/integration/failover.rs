@@ -307,3 +307,94 @@ async fn the_service_follows_the_primary_through_a_switchover() {
     );
     service.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_cut_off_by_a_switchover_is_finished_by_the_next_up_on_the_new_primary() {
+    let formation = tokio::task::spawn_blocking(TestFormation::start)
+        .await
+        .unwrap();
+    let url = formation
+        .uri()
+        .replacen("postgres://", "postgres://postgres@", 1);
+    let migrate = |args: &[&str]| {
+        let mut command = std::process::Command::new(migrator_binary());
+        command.args(["-u", &url]).args(args);
+        command
+    };
+    let created = migrate(&["up", "-n", "1"]).output().unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let before = formation.primary_port().unwrap();
+    // Enough mixed-case addresses that the batched lower-casing takes several seconds.
+    execute(
+        &formation.node_url(before),
+        r#"INSERT INTO "user" (email, name)
+           SELECT 'User' || g || '@Example.COM', 'U' FROM generate_series(1, 600000) g"#,
+    )
+    .await;
+
+    let running = migrate(&["up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The switchover starts once the first batches are committed.
+    let started = std::time::Instant::now();
+    while query_text(
+        &formation.node_url(before),
+        r#"SELECT CAST(count(*) > 0 AS TEXT) FROM "user" WHERE email = lower(email)"#,
+    )
+    .await
+        != "true"
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the migration never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let formation = tokio::task::spawn_blocking(move || {
+        formation.switchover();
+        formation
+    })
+    .await
+    .unwrap();
+    let cut_off = tokio::task::spawn_blocking(move || running.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !cut_off.status.success(),
+        "the migration finished before the switchover ended it; the test needs more rows"
+    );
+    let after = formation.primary_port().unwrap();
+    assert_ne!(after, before);
+
+    let finished = migrate(&["up"]).output().unwrap();
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let on_new_primary = formation.node_url(after);
+    assert_eq!(
+        query_text(
+            &on_new_primary,
+            r#"SELECT CAST(count(*) AS TEXT) FROM "user" WHERE email <> lower(email)"#
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(
+        query_text(
+            &on_new_primary,
+            r#"SELECT CAST(count(*) AS TEXT) FROM "seaql_migrations""#
+        )
+        .await,
+        <migration::Migrator as migration::MigratorTrait>::migrations()
+            .len()
+            .to_string()
+    );
+}
