@@ -1,6 +1,8 @@
 //! A primary that moves: multi-host URLs (as HA managers print them) against a real primary
 //! and streaming standby, in either order, for the hosts chosen by every
-//! `target_session_attrs`, the service and the migrator.
+//! `target_session_attrs`, the service and the migrator; on a pg_auto_failover formation, the
+//! service and the migrator through a switchover. (A killed primary, through the `api` binary
+//! beside a libpq client: `api/tests/http/failover.rs`.)
 
 use std::time::Duration;
 
@@ -150,8 +152,8 @@ async fn the_migrator_migrates_the_primary_of_a_multi_host_url() {
     );
 }
 
-#[tokio::test]
-async fn a_formation_prints_its_url_and_a_switchover_moves_the_primary() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_follows_the_primary_through_a_switchover() {
     let formation = tokio::task::spawn_blocking(TestFormation::start)
         .await
         .unwrap();
@@ -164,73 +166,6 @@ async fn a_formation_prints_its_url_and_a_switchover_moves_the_primary() {
         )
     );
     // The URL names no user: libpq and sqlx take it from PGUSER, or the operating system's.
-    let url = formation
-        .uri()
-        .replacen("postgres://", "postgres://postgres@", 1);
-    let before = formation.primary_port().unwrap();
-    let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
-    assert!(chosen.contains(&format!(":{before}/")), "{chosen}");
-
-    let formation = tokio::task::spawn_blocking(move || {
-        formation.switchover();
-        formation
-    })
-    .await
-    .unwrap();
-    let after = formation.primary_port().unwrap();
-    assert_ne!(after, before);
-    let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
-    assert!(chosen.contains(&format!(":{after}/")), "{chosen}");
-}
-
-#[tokio::test]
-async fn after_the_primary_is_killed_the_url_leads_to_the_promoted_node() {
-    let mut formation = tokio::task::spawn_blocking(TestFormation::start)
-        .await
-        .unwrap();
-    let url = formation
-        .uri()
-        .replacen("postgres://", "postgres://postgres@", 1);
-    let chosen = hosts::resolve(&url, Duration::from_secs(5)).await.unwrap();
-    execute(&chosen, "CREATE TABLE failover_probe (id int)").await;
-
-    let (killed, formation) = tokio::task::spawn_blocking(move || {
-        let killed = formation.kill_primary();
-        (killed, formation)
-    })
-    .await
-    .unwrap();
-    let killed_at = std::time::Instant::now();
-    // What a libpq client with target_session_attrs=read-write does: try the hosts again
-    // until one takes the write.
-    let gap = loop {
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(90),
-            "no host took a write within 90 s"
-        );
-        if let Ok(chosen) = hosts::resolve(&url, Duration::from_secs(1)).await
-            && let Ok(db) = sea_orm::Database::connect(&chosen).await
-        {
-            let written = db
-                .execute_unprepared("INSERT INTO failover_probe VALUES (1)")
-                .await;
-            let _ = db.close().await;
-            if written.is_ok() {
-                assert!(!chosen.contains(&format!(":{killed}/")), "{chosen}");
-                break killed_at.elapsed();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    eprintln!("writes resumed {gap:?} after the primary was killed");
-    assert_ne!(formation.primary_port(), Some(killed));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_follows_the_primary_through_a_switchover() {
-    let formation = tokio::task::spawn_blocking(TestFormation::start)
-        .await
-        .unwrap();
     let url = formation
         .uri()
         .replacen("postgres://", "postgres://postgres@", 1);
