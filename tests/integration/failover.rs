@@ -117,6 +117,79 @@ async fn the_service_writes_to_the_primary_whichever_host_comes_first() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_db_read_from_standbys_the_standby_of_the_url_serves_reads_and_health_names_both() {
+    let pair = TestReplicaPair::start("app").await;
+    let (primary, standby) = (pair.primary.port(), pair.standby.port());
+    // The standby first: the order of the hosts decides nothing.
+    let url = multi_host(standby, primary, "app", "read-write");
+    let mut config = config(&url);
+    config.read_from_standbys = true;
+    config.replica_probe_interval = Duration::from_millis(100);
+    let service = DatabaseService::connect(&config).await.unwrap();
+    service
+        .apply_migrations(&service::MigratorOptions::default())
+        .await
+        .unwrap();
+    let standby_name = format!("127.0.0.1:{standby}/app");
+    let started = std::time::Instant::now();
+    while service.reader().replica_name() != Some(standby_name.as_str()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the standby did not enter rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let on_reader = service
+        .reader()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT inet_server_port()",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i32>(0)
+        .unwrap();
+    assert_eq!(on_reader, i32::from(standby), "reads go to the standby");
+    assert_eq!(
+        primary_port(&service).await,
+        primary,
+        "writes to the primary"
+    );
+
+    // Read-your-writes, as with DATABASE_REPLICA_URLS.
+    let ada = service::user::create(&service, test_support::new_user("ada@x.io", "Ada"))
+        .await
+        .unwrap();
+    let position = service.write_position().await.unwrap().unwrap();
+    let read = service::user::get(&service.reader_after(position), ada.id)
+        .await
+        .unwrap();
+    assert_eq!(read, ada);
+
+    let health = service.health().await;
+    assert_eq!(health.status, service::HealthStatus::Healthy, "{health:?}");
+    assert_eq!(health.primary, Some(format!("127.0.0.1:{primary}/app")));
+    let role_of = |name: String| {
+        health
+            .replicas
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| (r.role, r.in_rotation, r.error.clone()))
+    };
+    assert_eq!(
+        role_of(standby_name.clone()),
+        Some((Some(service::NodeRole::Standby), true, None))
+    );
+    assert_eq!(
+        role_of(format!("127.0.0.1:{primary}/app")),
+        Some((Some(service::NodeRole::Primary), false, None)),
+        "the primary among the hosts is no fault"
+    );
+    service.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_migrator_migrates_the_primary_of_a_multi_host_url() {
     let pair = TestReplicaPair::start("app").await;
