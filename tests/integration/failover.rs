@@ -24,8 +24,12 @@ fn multi_host(first: u16, second: u16, database: &str, attrs: &str) -> String {
 
 /// The port of the server a service's primary pool is connected to.
 async fn primary_port(service: &DatabaseService) -> u16 {
-    let row = service
-        .connection()
+    server_port(service.connection()).await
+}
+
+/// The port of the server `db` runs its statements on.
+async fn server_port(db: &impl ConnectionTrait) -> u16 {
+    let row = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
             "SELECT inet_server_port()",
@@ -140,18 +144,8 @@ async fn with_db_read_from_standbys_the_standby_of_the_url_serves_reads_and_heal
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let on_reader = service
-        .reader()
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT inet_server_port()",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i32>(0)
-        .unwrap();
-    assert_eq!(on_reader, i32::from(standby), "reads go to the standby");
+    let on_reader = server_port(&service.reader()).await;
+    assert_eq!(on_reader, standby, "reads go to the standby");
     assert_eq!(
         primary_port(&service).await,
         primary,

@@ -244,28 +244,19 @@ pub async fn assert_users_unavailable_at(client: &reqwest::Client, base: &str, i
 
 /// A 503 with `Retry-After: 1` and exactly the generic body.
 pub async fn assert_unavailable(response: Response) {
-    assert_retry_after(&response);
-    let body = assert_error(
-        response,
-        StatusCode::SERVICE_UNAVAILABLE,
-        None,
-        api::error::UNAVAILABLE_MESSAGE,
-    )
-    .await;
-    assert_eq!(body, json!({"error": api::error::UNAVAILABLE_MESSAGE}));
+    assert_503_saying(response, api::error::UNAVAILABLE_MESSAGE).await;
 }
 
 /// A `503` saying the write may have been applied (the connection was lost after it was sent).
 pub async fn assert_outcome_unknown(response: Response) {
+    assert_503_saying(response, api::error::COMMIT_UNKNOWN_MESSAGE).await;
+}
+
+/// A 503 with `Retry-After: 1` whose body is exactly `{"error": message}`.
+async fn assert_503_saying(response: Response, message: &str) {
     assert_retry_after(&response);
-    let body = assert_error(
-        response,
-        StatusCode::SERVICE_UNAVAILABLE,
-        None,
-        api::error::COMMIT_UNKNOWN_MESSAGE,
-    )
-    .await;
-    assert_eq!(body, json!({"error": api::error::COMMIT_UNKNOWN_MESSAGE}));
+    let body = assert_error(response, StatusCode::SERVICE_UNAVAILABLE, None, message).await;
+    assert_eq!(body, json!({ "error": message }));
 }
 
 /// The response says when to come back: `Retry-After: 1`.
