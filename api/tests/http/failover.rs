@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
 use crate::binary::{Running, TempDir};
@@ -21,6 +22,7 @@ use test_support::{AdminSession, FORMATION_DATABASE, TestFormation};
 /// What one request got, and when.
 #[derive(Debug, Clone)]
 struct Answer {
+    sent: Instant,
     at: Instant,
     status: StatusCode,
     /// The created user's id (a `201`).
@@ -33,26 +35,47 @@ struct Answer {
 /// Every answer of a run, shared by its clients.
 type Answers = Arc<Mutex<Vec<Answer>>>;
 
-/// The longest time between two successive successes among `times` within `from..to` (the
-/// last success before `from` counts as the start).
-fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
-    let mut times: Vec<Instant> = times.iter().copied().filter(|t| *t <= to).collect();
-    times.sort_unstable();
+/// The longest time between two successive writes among `times` within `from..=to` (the last
+/// write before `from` counts as the start); times and result in seconds on one clock.
+fn longest_gap(times: &[f64], from: f64, to: f64) -> f64 {
+    let mut times: Vec<f64> = times.iter().copied().filter(|t| *t <= to).collect();
+    times.sort_unstable_by(f64::total_cmp);
     let start = times.iter().rposition(|t| *t <= from).unwrap_or(0);
     times[start..]
         .windows(2)
         .map(|pair| pair[1] - pair[0])
-        .max()
-        .unwrap_or(to - from)
+        .fold(0.0, f64::max)
 }
 
-fn successes(answers: &Answers, status: StatusCode) -> Vec<Instant> {
+/// The arrival times of the answers with `status`, in seconds since `base`.
+fn successes(answers: &Answers, status: StatusCode, base: Instant) -> Vec<f64> {
     answers
         .lock()
         .unwrap()
         .iter()
         .filter(|a| a.status == status)
-        .map(|a| a.at)
+        .map(|a| (a.at - base).as_secs_f64())
+        .collect()
+}
+
+/// The server's clock now, in seconds since the epoch.
+async fn server_now(url: &str) -> f64 {
+    server_times(url, "SELECT extract(epoch FROM clock_timestamp())").await[0]
+}
+
+/// The one `float8`-able column of `sql`'s rows, on the node at `url`.
+async fn server_times(url: &str, sql: &str) -> Vec<f64> {
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT CAST(t AS float8) FROM ({sql}) AS q(t)"),
+        ))
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    rows.iter()
+        .map(|row| row.try_get_by_index::<f64>(0).unwrap())
         .collect()
 }
 
@@ -102,6 +125,7 @@ fn writers(
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
+                    let started = Instant::now();
                     let sent = http
                         .post(format!("{base}/users"))
                         .json(&json!({"email": format!("w{client_no}-{n}@x.io"), "name": "W"}))
@@ -112,6 +136,7 @@ fn writers(
                     let status = response.status();
                     let body: Value = response.json().await.unwrap_or(Value::Null);
                     answers.lock().unwrap().push(Answer {
+                        sent: started,
                         at: Instant::now(),
                         status,
                         id: body["id"].as_i64(),
@@ -143,10 +168,12 @@ fn reader(
     );
     tokio::spawn(async move {
         while !stop.load(Ordering::Relaxed) {
+            let sent = Instant::now();
             let Ok(response) = http.get(&url).timeout(Duration::from_secs(30)).send().await else {
                 continue;
             };
             answers.lock().unwrap().push(Answer {
+                sent,
                 at: Instant::now(),
                 status: response.status(),
                 id: None,
@@ -167,14 +194,16 @@ async fn count(url: &str, sql: &str) -> i64 {
     AdminSession::connect(url).await.count(sql).await
 }
 
-/// Waits until both the API's writers and the libpq client have succeeded after `since`
-/// (at most 90 s), then 2 s more.
+/// Waits until both the API's writers (a request sent after `since`) and the libpq client
+/// have succeeded (at most 90 s), then 2 s more.
 async fn wait_for_writes_after(answers: &Answers, libpq_rows: &str, since: Instant) {
     let deadline = since + Duration::from_secs(90);
     loop {
-        let api = successes(answers, StatusCode::CREATED)
+        let api = answers
+            .lock()
+            .unwrap()
             .iter()
-            .any(|t| *t > since);
+            .any(|a| a.status == StatusCode::CREATED && a.sent > since);
         let libpq = count(
             libpq_rows,
             "SELECT count(*) FROM libpq_probe WHERE at > clock_timestamp() - interval '1 second'",
@@ -223,10 +252,10 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
             ("RUST_LOG", "warn,api=info"),
         ],
     );
-    let base = format!("http://{}", api.wait_until_listening());
+    let api_url = format!("http://{}", api.wait_until_listening());
     let http = client();
     let seeded = http
-        .post(format!("{base}/users"))
+        .post(format!("{api_url}/users"))
         .json(&json!({"email": "reader@x.io", "name": "R"}))
         .send()
         .await
@@ -234,14 +263,22 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
     assert_eq!(seeded.status(), StatusCode::CREATED);
     let seeded: Value = seeded.json().await.unwrap();
 
+    let base = Instant::now();
     let (writes, reads) = (Answers::default(), Answers::default());
     let stop = Arc::new(AtomicBool::new(false));
     let libpq = libpq_client(uri.clone(), stop.clone());
-    let mut clients = writers(&base, &writes, &stop);
-    clients.push(reader(&base, seeded["id"].as_i64().unwrap(), &reads, &stop));
+    let mut clients = writers(&api_url, &writes, &stop);
+    clients.push(reader(
+        &api_url,
+        seeded["id"].as_i64().unwrap(),
+        &reads,
+        &stop,
+    ));
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    // A planned switchover.
+    // A planned switchover. (Each event's start and end on the client's clock and the
+    // servers', which are the same machine's.)
+    let server_switch_started = server_now(&as_superuser(first)).await;
     let switch_started = Instant::now();
     let formation = tokio::task::spawn_blocking(move || {
         formation.switchover();
@@ -253,10 +290,11 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
     assert_ne!(second, first);
     wait_for_writes_after(&writes, &as_superuser(second), switch_started).await;
     let switch_ended = Instant::now();
+    let server_switch_ended = server_now(&as_superuser(second)).await;
 
     // The details name the new primary, and the old one as a standby that serves reads.
     let (status, health) =
-        status_and_json(http.get(format!("{base}/health")).send().await.unwrap()).await;
+        status_and_json(http.get(format!("{api_url}/health")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{health}");
     assert_eq!(
         health["details"]["primary"],
@@ -280,6 +318,7 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
     assert!(node(first)["lag_bytes"].is_u64(), "{health}");
 
     // The primary dies.
+    let server_kill_started = server_now(&as_superuser(second)).await;
     let (killed, formation) = tokio::task::spawn_blocking(move || {
         let mut formation = formation;
         (formation.kill_primary(), formation)
@@ -294,6 +333,7 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
     };
     wait_for_writes_after(&writes, &as_superuser(third), kill_started).await;
     let kill_ended = Instant::now();
+    let server_kill_ended = server_now(&as_superuser(third)).await;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
@@ -302,24 +342,64 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
         .await
         .unwrap();
 
-    let api_writes = successes(&writes, StatusCode::CREATED);
+    // The gaps as the clients saw them: between two successes' arrivals.
+    let secs = |t: Instant| (t - base).as_secs_f64();
+    let libpq: Vec<f64> = libpq.into_iter().map(secs).collect();
+    let api_writes = successes(&writes, StatusCode::CREATED, base);
+    let (switch, kill) = (
+        (secs(switch_started), secs(switch_ended)),
+        (secs(kill_started), secs(kill_ended)),
+    );
     let (api_switch, libpq_switch) = (
-        longest_gap(&api_writes, switch_started, switch_ended),
-        longest_gap(&libpq, switch_started, switch_ended),
+        longest_gap(&api_writes, switch.0, switch.1),
+        longest_gap(&libpq, switch.0, switch.1),
     );
     let (api_kill, libpq_kill) = (
-        longest_gap(&api_writes, kill_started, kill_ended),
-        longest_gap(&libpq, kill_started, kill_ended),
+        longest_gap(&api_writes, kill.0, kill.1),
+        longest_gap(&libpq, kill.0, kill.1),
     );
     let answers = writes.lock().unwrap().clone();
     let count = |status: StatusCode| answers.iter().filter(|a| a.status == status).count();
+    let ids: Vec<String> = answers
+        .iter()
+        .filter_map(|a| a.id)
+        .map(|id| id.to_string())
+        .collect();
+    assert_eq!(ids.len(), count(StatusCode::CREATED));
+    // The same gaps on the server's clock, between two acknowledged commits: an answer that
+    // arrives late (a 201 whose `X-Read-After` waited for the dead primary) cannot split them.
+    let new_primary = as_superuser(third);
+    let api_commits = server_times(
+        &new_primary,
+        &format!(
+            r#"SELECT extract(epoch FROM created_at) FROM "user" WHERE id IN ({})"#,
+            ids.join(",")
+        ),
+    )
+    .await;
+    let libpq_commits = server_times(
+        &new_primary,
+        "SELECT extract(epoch FROM at) FROM libpq_probe",
+    )
+    .await;
+    let server_switch = (server_switch_started, server_switch_ended);
+    let server_kill = (server_kill_started, server_kill_ended);
+    let (api_switch_commits, libpq_switch_commits) = (
+        longest_gap(&api_commits, server_switch.0, server_switch.1),
+        longest_gap(&libpq_commits, server_switch.0, server_switch.1),
+    );
+    let (api_kill_commits, libpq_kill_commits) = (
+        longest_gap(&api_commits, server_kill.0, server_kill.1),
+        longest_gap(&libpq_commits, server_kill.0, server_kill.1),
+    );
     let read_answers = reads.lock().unwrap().clone();
-    let read_ok = successes(&reads, StatusCode::OK);
-    let read_switch = longest_gap(&read_ok, switch_started, switch_ended);
+    let read_switch = longest_gap(&successes(&reads, StatusCode::OK, base), switch.0, switch.1);
     eprintln!(
-        "switchover: write gap {api_switch:.2?} through the API, {libpq_switch:.2?} for libpq, \
-         longest read gap {read_switch:.2?}; kill: write gap {api_kill:.2?} through the API, \
-         {libpq_kill:.2?} for libpq; {} created, {} answered 503 ({} of them: may have been \
+        "write gaps, API against libpq, between answers (between commits): switchover \
+         {api_switch:.2} s against {libpq_switch:.2} s ({api_switch_commits:.2} s against \
+         {libpq_switch_commits:.2} s); SIGKILL {api_kill:.2} s against {libpq_kill:.2} s \
+         ({api_kill_commits:.2} s against {libpq_kill_commits:.2} s); longest read gap in the \
+         switchover {read_switch:.3} s; {} created, {} answered 503 ({} of them: may have been \
          applied), {} reads",
         count(StatusCode::CREATED),
         count(StatusCode::SERVICE_UNAVAILABLE),
@@ -332,23 +412,30 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
         .filter(|a| a.status != StatusCode::CREATED && a.status != StatusCode::SERVICE_UNAVAILABLE)
         .collect();
     assert!(unexpected.is_empty(), "only 201 and 503: {unexpected:?}");
-    assert!(
-        api_switch <= libpq_switch + Duration::from_millis(500),
-        "switchover: {api_switch:?} against libpq's {libpq_switch:?}"
-    );
-    assert!(
-        api_kill <= libpq_kill + Duration::from_secs(1),
-        "kill: {api_kill:?} against libpq's {libpq_kill:?}"
-    );
+    for (what, api, libpq, margin) in [
+        ("switchover, answers", api_switch, libpq_switch, 0.5),
+        (
+            "switchover, commits",
+            api_switch_commits,
+            libpq_switch_commits,
+            0.5,
+        ),
+        ("SIGKILL, answers", api_kill, libpq_kill, 1.0),
+        (
+            "SIGKILL, commits",
+            api_kill_commits,
+            libpq_kill_commits,
+            1.0,
+        ),
+    ] {
+        assert!(
+            api <= libpq + margin,
+            "{what}: {api:.2} s through the API against libpq's {libpq:.2} s"
+        );
+    }
 
     // Every acknowledged user is in the new primary's table, once.
-    let ids: Vec<String> = answers
-        .iter()
-        .filter_map(|a| a.id)
-        .map(|id| id.to_string())
-        .collect();
-    assert_eq!(ids.len(), count(StatusCode::CREATED));
-    let new_primary = AdminSession::connect(&as_superuser(third)).await;
+    let new_primary = AdminSession::connect(&new_primary).await;
     let in_list = format!(r#"FROM "user" WHERE id IN ({})"#, ids.join(","));
     let found = new_primary
         .count(&format!("SELECT count(*) {in_list}"))
@@ -371,21 +458,35 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
     );
     assert!(
         read_switch < api_switch,
-        "reads {read_switch:?}, writes {api_switch:?}"
+        "reads {read_switch:.3} s, writes {api_switch:.2} s"
     );
 
     let metrics = http
-        .get(format!("{base}/metrics"))
+        .get(format!("{api_url}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("db_failovers_total 2"), "{metrics}");
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    // The two moves followed; the time they record lies within the gaps between commits.
+    assert_eq!(sample("db_failovers_total"), 2.0, "{metrics}");
+    assert_eq!(sample("db_failover_write_gap_seconds_count"), 2.0);
+    let recorded = sample("db_failover_write_gap_seconds_sum");
     assert!(
-        metrics.contains("db_failover_write_gap_seconds_count 2"),
-        "{metrics}"
+        recorded > 0.0 && recorded <= api_switch_commits + api_kill_commits + 0.5,
+        "{recorded} s recorded, gaps {api_switch_commits:.2} s and {api_kill_commits:.2} s"
     );
     api.signal("TERM");
     let (status, log) = api.wait_for_exit();
