@@ -221,33 +221,31 @@ pub async fn find_by_email<E: Executor>(db: &E, email: &str) -> Result<Option<Us
 
 /// Up to `limit` users with an id greater than `after` (all users when `None`), in id order.
 /// Keyset pagination: pages stay consistent while rows are inserted or deleted, and every row
-/// is visited once.
+/// is visited once. One of two statements rendered once (the first page, a page after an
+/// id), on the path [`get_as`] takes.
 ///
 /// # Errors
 ///
 /// [`Error::Validation`] when `limit` is 0 or above [`MAX_PAGE_SIZE`],
 /// [`Error::Unavailable`] / [`Error::Database`].
 pub async fn list<E: Executor>(db: &E, limit: u64, after: Option<i32>) -> Result<UserPage> {
-    observe(&LIST, db.backend(), list_page(db.seaorm(), limit, after)).await
+    observe(&LIST, db.backend(), list_page(db, limit, after)).await
 }
 
-async fn list_page<C: ConnectionTrait>(db: &C, limit: u64, after: Option<i32>) -> Result<UserPage> {
+async fn list_page<E: Executor>(db: &E, limit: u64, after: Option<i32>) -> Result<UserPage> {
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
         return Err(Error::Validation {
             field: "limit",
             reason: format!("must be between 1 and {MAX_PAGE_SIZE}"),
         });
     }
-    let mut query = user::Entity::find().order_by_asc(user::Column::Id);
-    if let Some(after) = after {
-        query = query.filter(user::Column::Id.gt(after));
-    }
     // One extra row tells whether another page follows.
-    let mut users = query
-        .limit(limit + 1)
-        .all(db)
-        .await
-        .map_err(|err| Error::from_db("list users", err))?;
+    let rows = Value::from(limit + 1);
+    let page = match after {
+        Some(after) => routing::read_all(db, &LIST_AFTER, vec![after.into(), rows]).await,
+        None => routing::read_all(db, &LIST_FIRST, vec![rows]).await,
+    };
+    let mut users: Vec<User> = page.map_err(|err| Error::from_db("list users", err))?;
     let next_after = if users.len() as u64 > limit {
         users.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         users.last().map(|u| u.id)
@@ -396,6 +394,25 @@ static DELETE: Operation = Operation::new("user.delete");
 static SELECT_BY_ID: CachedSql = CachedSql::new(|backend| {
     user::Entity::find()
         .filter(user::Column::Id.eq(0))
+        .build(backend)
+        .sql
+});
+
+/// `SELECT … FROM "user" ORDER BY "id" LIMIT $1`: the first page.
+static LIST_FIRST: CachedSql = CachedSql::new(|backend| {
+    user::Entity::find()
+        .order_by_asc(user::Column::Id)
+        .limit(0)
+        .build(backend)
+        .sql
+});
+
+/// `SELECT … FROM "user" WHERE "id" > $1 ORDER BY "id" LIMIT $2`: a page after an id.
+static LIST_AFTER: CachedSql = CachedSql::new(|backend| {
+    user::Entity::find()
+        .filter(user::Column::Id.gt(0))
+        .order_by_asc(user::Column::Id)
+        .limit(0)
         .build(backend)
         .sql
 });

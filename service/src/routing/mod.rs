@@ -72,7 +72,7 @@ where
     };
     let sql = sql.sql(DbBackend::Postgres);
     if let Some(replica) = replica {
-        let on_replica = fetch_optional_on(&replica.pool, sql, values.clone(), Kind::Read);
+        let on_replica = fetch_on::<One>(&replica.pool, sql, values.clone(), Kind::Read);
         match on_replica.await {
             Ok(Some(row)) => return decode(row),
             // Not there yet, perhaps: the primary knows.
@@ -80,10 +80,49 @@ where
             Err(err) => replica.read_failed(&err),
         }
     }
-    fetch_optional_on(primary, sql, values, Kind::Read)
+    fetch_on::<One>(primary, sql, values, Kind::Read)
         .await?
         .map(decode)
         .transpose()
+}
+
+/// Runs a read that returns any number of rows (a page) and decodes each into `M`, on the
+/// paths of [`read_optional`]: on a replica, a failure is asked again on the primary (an
+/// empty or short answer is not: a page may be as stale as the replica's lag bound allows).
+///
+/// # Errors
+///
+/// The database's error, or a row that does not decode into `M`.
+pub(crate) async fn read_all<M, E>(
+    db: &E,
+    sql: &'static CachedSql,
+    values: Vec<Value>,
+) -> Result<Vec<M>, DbErr>
+where
+    M: FromQueryResult,
+    E: Executor,
+{
+    let (primary, replica) = match db.route() {
+        Route::Seaorm => {
+            let db = db.seaorm();
+            return M::find_by_statement(sql.statement(db.get_database_backend(), values))
+                .all(db)
+                .await;
+        }
+        Route::Fast { primary, replica } => (primary, replica),
+    };
+    let sql = sql.sql(DbBackend::Postgres);
+    if let Some(replica) = replica {
+        match fetch_on::<All>(&replica.pool, sql, values.clone(), Kind::Read).await {
+            Ok(rows) => return rows.into_iter().map(decode).collect(),
+            Err(err) => replica.read_failed(&err),
+        }
+    }
+    fetch_on::<All>(primary, sql, values, Kind::Read)
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect()
 }
 
 /// Runs a write that returns at most one row (`INSERT … RETURNING`) on the primary and decodes
@@ -105,7 +144,7 @@ where
         Route::Seaorm => seaorm_optional(db.seaorm(), sql, values).await,
         Route::Fast { primary, .. } => {
             let sql = sql.sql(DbBackend::Postgres);
-            fetch_optional_on(primary, sql, values, Kind::Write)
+            fetch_on::<One>(primary, sql, values, Kind::Write)
                 .await?
                 .map(decode)
                 .transpose()
@@ -138,8 +177,56 @@ enum Kind {
     Write,
 }
 
-/// Runs `sql` with `values` on a connection of `pool` and returns its first row, if any; the
-/// waits for a connection are recorded in `metrics`, the pool's.
+/// What a statement's rows are collected into: its first row ([`One`]) or all of them
+/// ([`All`]).
+trait Fetch {
+    type Rows;
+
+    async fn fetch(
+        conn: &mut sqlx::PgConnection,
+        sql: &'static str,
+        values: Vec<Value>,
+    ) -> Result<Self::Rows, DbErr>;
+}
+
+/// The first row, if any (a lookup by key, `INSERT … RETURNING`).
+struct One;
+
+impl Fetch for One {
+    type Rows = Option<sqlx::postgres::PgRow>;
+
+    async fn fetch(
+        conn: &mut sqlx::PgConnection,
+        sql: &'static str,
+        values: Vec<Value>,
+    ) -> Result<Self::Rows, DbErr> {
+        sqlx::query_with(sql, SqlxValues(Values(values)))
+            .fetch_optional(conn)
+            .await
+            .map_err(query_error)
+    }
+}
+
+/// Every row (a page).
+struct All;
+
+impl Fetch for All {
+    type Rows = Vec<sqlx::postgres::PgRow>;
+
+    async fn fetch(
+        conn: &mut sqlx::PgConnection,
+        sql: &'static str,
+        values: Vec<Value>,
+    ) -> Result<Self::Rows, DbErr> {
+        sqlx::query_with(sql, SqlxValues(Values(values)))
+            .fetch_all(conn)
+            .await
+            .map_err(query_error)
+    }
+}
+
+/// Runs `sql` with `values` on a connection of `pool` and returns its rows as `F` collects
+/// them; the waits for a connection are recorded in `metrics`, the pool's.
 ///
 /// The connection is one the fast path holds between statements when the pool's connections
 /// are held (`DB_CONNECTION_HOLD`, see [`held`]): one round trip instead of two. A read that
@@ -151,12 +238,12 @@ enum Kind {
 /// that state around is about half of the client's instructions for a one-row query. Counted
 /// with callgrind on the benchmark's point select: 43 800 instructions per call through
 /// `&PgPool`, 28 300 this way (`docs/PERFORMANCE.md`).
-async fn fetch_optional_on(
+async fn fetch_on<F: Fetch>(
     state: &Pool,
     sql: &'static str,
     values: Vec<Value>,
     kind: Kind,
-) -> Result<Option<sqlx::postgres::PgRow>, DbErr> {
+) -> Result<F::Rows, DbErr> {
     let pool = state.conn.get_postgres_connection_pool();
     let (held, metrics) = (state.held.as_ref(), &state.metrics);
     let again = (kind == Kind::Read).then(|| values.clone());
@@ -167,12 +254,12 @@ async fn fetch_optional_on(
         }
     };
     let renew = state.credentials.is_some().then(|| values.clone());
-    let mut outcome = attempt(state, checkout, sql, values).await;
+    let mut outcome = attempt::<F>(state, checkout, sql, values).await;
     if let (Err(Attempt::Checkout(err)), Some(values)) = (&outcome, renew) {
         // The server refused a new connection's password: the statement was not sent.
         if state.password_renewed(&Err::<(), _>(err.clone())).await {
             let checkout = held::Checkout::from_pool(pool, metrics);
-            outcome = attempt(state, checkout, sql, values).await;
+            outcome = attempt::<F>(state, checkout, sql, values).await;
         }
     }
     match (outcome, again) {
@@ -185,7 +272,7 @@ async fn fetch_optional_on(
                 held.release_all();
             }
             let fresh = held::Checkout::answering(pool, metrics);
-            attempt(state, fresh, sql, values)
+            attempt::<F>(state, fresh, sql, values)
                 .await
                 .map_err(Attempt::into_inner)
         }
@@ -210,22 +297,22 @@ impl Attempt {
     }
 }
 
-/// One attempt of [`fetch_optional_on`]: the connection `checkout` gives, the statement, and
+/// One attempt of [`fetch_on`]: the connection `checkout` gives, the statement, and
 /// the connection held again after success (when `held`). After a failure the connection goes
 /// back through sqlx's path, which pings (or closes) it; after a read-only refusal it and the
 /// pool's other sessions are closed.
-async fn attempt(
+async fn attempt<F: Fetch>(
     state: &Pool,
     checkout: impl Future<Output = Result<held::Checkout, sqlx::Error>>,
     sql: &'static str,
     values: Vec<Value>,
-) -> Result<Option<sqlx::postgres::PgRow>, Attempt> {
+) -> Result<F::Rows, Attempt> {
     let mut checkout = checkout.await.map_err(|err| {
         let err = acquire_error(err);
         state.after_error(&err);
         Attempt::Checkout(err)
     })?;
-    let result = fetch_optional(&mut checkout.conn, sql, values).await;
+    let result = F::fetch(&mut checkout.conn, sql, values).await;
     if let Err(err) = &result {
         state.after_error(err);
     }
@@ -243,17 +330,6 @@ async fn attempt(
         Err(_) => {}
     }
     result.map_err(Attempt::Statement)
-}
-
-async fn fetch_optional(
-    conn: &mut sqlx::PgConnection,
-    sql: &'static str,
-    values: Vec<Value>,
-) -> Result<Option<sqlx::postgres::PgRow>, DbErr> {
-    sqlx::query_with(sql, SqlxValues(Values(values)))
-        .fetch_optional(conn)
-        .await
-        .map_err(query_error)
 }
 
 /// A sqlx error from checking a connection out, as SeaORM reports one: the statement was never
