@@ -274,15 +274,51 @@ where
                 .draw()?;
         }};
     }
+    let log_axis = |lo: f64, hi: f64| {
+        let (labelled, grid) = log_ticks(lo, hi);
+        (lo..hi)
+            .log_scale()
+            .with_key_points(labelled)
+            .with_light_points(grid)
+    };
     match (panel.log_x, panel.log_y) {
-        (true, true) => {
-            finish!(builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?)
-        }
-        (true, false) => finish!(builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?),
-        (false, true) => finish!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?),
+        (true, true) => finish!(builder.build_cartesian_2d(log_axis(x0, x1), log_axis(y0, y1))?),
+        (true, false) => finish!(builder.build_cartesian_2d(log_axis(x0, x1), y0..y1)?),
+        (false, true) => finish!(builder.build_cartesian_2d(x0..x1, log_axis(y0, y1))?),
         (false, false) => finish!(builder.build_cartesian_2d(x0..x1, y0..y1)?),
     }
     Ok(())
+}
+
+/// The labelled ticks of a log axis from `lo` to `hi` (1, 2, 3, 5 times a power of ten over
+/// up to one and a half decades, 1, 2, 5 up to three, powers of ten beyond: labels never
+/// crowd) and the unlabelled grid lines between them (every other integer multiple).
+fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let decades = (hi / lo).log10();
+    let labelled: &[f64] = if decades <= 1.5 {
+        &[1.0, 2.0, 3.0, 5.0]
+    } else if decades <= 3.0 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    let (mut bold, mut light) = (Vec::new(), Vec::new());
+    let mut power = 10f64.powf(lo.log10().floor());
+    while power <= hi {
+        for m in 1..10 {
+            let v = power * f64::from(m);
+            if v < lo || v > hi {
+                continue;
+            }
+            if labelled.contains(&f64::from(m)) {
+                bold.push(v);
+            } else {
+                light.push(v);
+            }
+        }
+        power *= 10.0;
+    }
+    (bold, light)
 }
 
 fn bounds(values: impl Iterator<Item = f64>, log: bool, top: f64) -> (f64, f64) {
