@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use connection::ErrorKind;
 use connection::hosts::{self, HostList};
 use sea_orm::{DbErr, RuntimeErr, sqlx};
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 /// The hosts of the primary's URL, and whether a search for the primary is under way.
 #[derive(Debug)]
@@ -15,6 +17,8 @@ pub(crate) struct Follower {
     list: HostList,
     timeout: Duration,
     searching: AtomicBool,
+    /// Told when the pool has been pointed at another host.
+    moved: Notify,
 }
 
 impl Follower {
@@ -26,6 +30,7 @@ impl Follower {
                 list,
                 timeout,
                 searching: AtomicBool::new(false),
+                moved: Notify::new(),
             })
         })
     }
@@ -42,6 +47,12 @@ impl Follower {
             this.search(&pool, failed_at).await;
             this.searching.store(false, Ordering::Release);
         });
+    }
+
+    /// Completes when the pool is next pointed at another host (only for moves after this
+    /// call).
+    pub(crate) fn moved(&self) -> Notified<'_> {
+        self.moved.notified()
     }
 
     /// Looks for the writable host every 100 ms for up to a minute after a statement failed at
@@ -75,6 +86,7 @@ impl Follower {
                             None => break,
                         }
                     }
+                    self.moved.notify_waiters();
                 }
                 return;
             }

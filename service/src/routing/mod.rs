@@ -247,12 +247,7 @@ async fn fetch_on<F: Fetch>(
     let pool = state.conn.get_postgres_connection_pool();
     let (held, metrics) = (state.held.as_ref(), &state.metrics);
     let again = (kind == Kind::Read).then(|| values.clone());
-    let checkout = async {
-        match held {
-            Some(held) => held.checkout(metrics).await,
-            None => held::Checkout::from_pool(pool, metrics).await,
-        }
-    };
+    let checkout = state.checkout(pool);
     let renew = state.credentials.is_some().then(|| values.clone());
     let mut outcome = attempt::<F>(state, checkout, sql, values).await;
     if let (Err(Attempt::Checkout(err)), Some(values)) = (&outcome, renew) {

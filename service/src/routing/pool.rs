@@ -78,6 +78,34 @@ impl Pool {
         self
     }
 
+    /// A connection for the fast path: a held one, or one from `pool` (this pool's sqlx pool).
+    ///
+    /// A checkout still waiting when the pool is pointed at a new primary starts over: sqlx
+    /// keeps retrying the old host with a backoff of up to a fifth of `DB_ACQUIRE_TIMEOUT`
+    /// (a second by default), which would hold the request past the move, and while it waits
+    /// its attempt occupies one of the pool's connection slots.
+    pub(crate) async fn checkout(
+        &self,
+        pool: &sqlx::PgPool,
+    ) -> Result<super::held::Checkout, sqlx::Error> {
+        let take = || async {
+            match &self.held {
+                Some(held) => held.checkout(&self.metrics).await,
+                None => super::held::Checkout::from_pool(pool, &self.metrics).await,
+            }
+        };
+        let Some(follower) = &self.follower else {
+            return take().await;
+        };
+        loop {
+            let moved = follower.moved();
+            tokio::select! {
+                taken = take() => return taken,
+                () = moved => {}
+            }
+        }
+    }
+
     /// After an error on this pool: looks for the primary when it may have moved.
     pub(crate) fn after_error(&self, err: &DbErr) {
         if let (Some(follower), Some(pool)) = (&self.follower, self.postgres()) {
