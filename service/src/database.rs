@@ -282,7 +282,7 @@ impl DatabaseService {
         if self.inner.replicas.is_none() {
             return Ok(None);
         }
-        replicas::primary_position(&self.inner.primary.conn)
+        replicas::write_position(&self.inner.primary)
             .await
             .map(Some)
             .map_err(|err| Error::from_db("read the primary's WAL position", err))

@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -24,6 +24,8 @@ use test_support::{AdminSession, FORMATION_DATABASE, TestFormation};
 struct Answer {
     sent: Instant,
     at: Instant,
+    /// When it came, on the clock of the service's log.
+    wall: SystemTime,
     status: StatusCode,
     /// The created user's id (a `201`).
     id: Option<i64>,
@@ -138,6 +140,7 @@ fn writers(
                     answers.lock().unwrap().push(Answer {
                         sent: started,
                         at: Instant::now(),
+                        wall: SystemTime::now(),
                         status,
                         id: body["id"].as_i64(),
                         outcome_unknown: body["error"]
@@ -175,6 +178,7 @@ fn reader(
             answers.lock().unwrap().push(Answer {
                 sent,
                 at: Instant::now(),
+                wall: SystemTime::now(),
                 status: response.status(),
                 id: None,
                 outcome_unknown: false,
@@ -249,7 +253,7 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
             ("DB_MAX_CONNECTIONS", "8"),
             ("API_ADDR", "127.0.0.1:0"),
             ("API_HEALTH_DETAILS", "true"),
-            ("RUST_LOG", "warn,api=info"),
+            ("RUST_LOG", "warn,api=info,service::routing::follow=debug"),
         ],
     );
     let api_url = format!("http://{}", api.wait_until_listening());
@@ -407,40 +411,47 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
         read_answers.len()
     );
 
+    // What the service reported, then its log (which a failed bound below shows).
+    let metrics = http
+        .get(format!("{api_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    api.signal("TERM");
+    let (status, log) = api.wait_for_exit();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(!log.contains(" 500 "), "{log}");
+
     let unexpected: Vec<&Answer> = answers
         .iter()
         .filter(|a| a.status != StatusCode::CREATED && a.status != StatusCode::SERVICE_UNAVAILABLE)
         .collect();
     assert!(unexpected.is_empty(), "only 201 and 503: {unexpected:?}");
-    // The goal on a switchover is libpq's gap + 0.5 s, which most runs meet (1.3–1.5 s against
-    // libpq's 1.2–1.65 s). About one run in ten, one writer's checkout waits out the whole
-    // acquire timeout (5 s) before writes resume; until that is found and fixed, the bound
-    // asserted here allows one acquire timeout, and the run prints the gaps.
-    const SWITCHOVER_MARGIN: f64 = 5.5;
-    for (what, api, libpq, margin) in [
-        (
-            "switchover, answers",
-            api_switch,
-            libpq_switch,
-            SWITCHOVER_MARGIN,
-        ),
+    for (what, api, libpq, margin, window) in [
+        ("switchover, answers", api_switch, libpq_switch, 0.5, switch),
         (
             "switchover, commits",
             api_switch_commits,
             libpq_switch_commits,
-            SWITCHOVER_MARGIN,
+            0.5,
+            switch,
         ),
-        ("SIGKILL, answers", api_kill, libpq_kill, 1.0),
+        ("SIGKILL, answers", api_kill, libpq_kill, 1.0, kill),
         (
             "SIGKILL, commits",
             api_kill_commits,
             libpq_kill_commits,
             1.0,
+            kill,
         ),
     ] {
         assert!(
             api <= libpq + margin,
-            "{what}: {api:.2} s through the API against libpq's {libpq:.2} s"
+            "{what}: {api:.2} s through the API against libpq's {libpq:.2} s\n{}",
+            explain(&answers, base, window, &log)
         );
     }
 
@@ -471,14 +482,6 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
         "reads {read_switch:.3} s, writes {api_switch:.2} s"
     );
 
-    let metrics = http
-        .get(format!("{api_url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let sample = |name: &str| {
         metrics
             .lines()
@@ -498,8 +501,52 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
         recorded > 0.0 && recorded <= api_switch_commits + api_kill_commits + 0.5,
         "{recorded} s recorded, gaps {api_switch_commits:.2} s and {api_kill_commits:.2} s"
     );
-    api.signal("TERM");
-    let (status, log) = api.wait_for_exit();
-    assert!(status.success(), "{status}\n{log}");
-    assert!(!log.contains(" 500 "), "{log}");
 }
+
+/// For a gap that broke its bound: the answers within `window` (seconds since `base`) that
+/// were not a prompt `201`, on the clock of the service's log, and the log's warnings and
+/// the follower's lines.
+fn explain(answers: &[Answer], base: Instant, window: (f64, f64), log: &str) -> String {
+    let clock = |t: SystemTime| {
+        let since_epoch = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since_epoch.as_secs() % 86_400;
+        format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            since_epoch.subsec_micros()
+        )
+    };
+    let mut lines = vec!["answers in the window, other than a 201 within 250 ms:".to_owned()];
+    lines.extend(
+        answers
+            .iter()
+            .filter(|a| {
+                let (sent, at) = ((a.sent - base).as_secs_f64(), (a.at - base).as_secs_f64());
+                at >= window.0
+                    && sent <= window.1
+                    && (a.status != StatusCode::CREATED || a.at - a.sent > SLOW_ANSWER)
+            })
+            .take(100)
+            .map(|a| {
+                format!(
+                    "  answered {} after {} ms: {}",
+                    clock(a.wall),
+                    (a.at - a.sent).as_millis(),
+                    a.status
+                )
+            }),
+    );
+    lines.push("the service's warnings and the follower's lines:".to_owned());
+    lines.extend(
+        log.lines()
+            .filter(|l| l.contains(" WARN ") || l.contains("routing::follow"))
+            .take(200)
+            .map(|l| format!("  {l}")),
+    );
+    lines.join("\n")
+}
+
+/// An answer slower than this is shown when a bound fails.
+const SLOW_ANSWER: Duration = Duration::from_millis(250);

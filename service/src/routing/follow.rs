@@ -1,8 +1,14 @@
 //! Following the primary of a multi-host `DATABASE_URL` when it moves (a switchover or a
 //! failover of an HA formation).
+//!
+//! Two things tell the [`Follower`] that the primary may have moved: a statement that failed
+//! the way statements fail on a primary that went away ([`means_moved`]), and a checkout that
+//! has waited [`SLOW_CHECKOUT`] (sqlx retries failing new connections without a word). Either
+//! starts a search for the writable host, one at a time; when the search finds another host,
+//! the pool is pointed there and checkouts still waiting start over.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use connection::ErrorKind;
@@ -11,12 +17,18 @@ use sea_orm::{DbErr, RuntimeErr, sqlx};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
+/// How long a checkout of a multi-host pool waits before the follower checks that the primary
+/// is still where the pool connects (see [`Follower::checkout_slow`]).
+pub(crate) const SLOW_CHECKOUT: Duration = Duration::from_millis(250);
+
 /// The hosts of the primary's URL, and whether a search for the primary is under way.
 #[derive(Debug)]
 pub(crate) struct Follower {
     list: HostList,
     timeout: Duration,
     searching: AtomicBool,
+    /// When a slow checkout last started a search.
+    last_slow_search: Mutex<Option<Instant>>,
     /// Told when the pool has been pointed at another host.
     moved: Notify,
 }
@@ -30,6 +42,7 @@ impl Follower {
                 list,
                 timeout,
                 searching: AtomicBool::new(false),
+                last_slow_search: Mutex::new(None),
                 moved: Notify::new(),
             })
         })
@@ -39,14 +52,52 @@ impl Follower {
     /// the writable host in the background (one search at a time) and, when it is another,
     /// points the pool's new connections there and closes the idle ones.
     pub(crate) fn after_error(self: &Arc<Self>, pool: &sqlx::PgPool, err: &DbErr) {
-        if !means_moved(err) || self.searching.swap(true, Ordering::AcqRel) {
+        if means_moved(err) && self.search_from(pool, Instant::now()) {
+            tracing::debug!(error = %err, "looking for the primary after an error");
+        }
+    }
+
+    /// After a checkout of `pool` has waited [`SLOW_CHECKOUT`] (started at `since`): looks for
+    /// the writable host as [`after_error`](Self::after_error) does, at most once per
+    /// [`SLOW_CHECKOUT`].
+    ///
+    /// This is how the follower learns that new connections fail: sqlx retries a connection
+    /// the server refuses, or one that our session set-up rejects because the server is a
+    /// standby, silently until `DB_ACQUIRE_TIMEOUT`. Without it, a primary that went away
+    /// while none of its connections was running a statement (they were idle, and died
+    /// quietly) is noticed only when a checkout times out, seconds after its successor
+    /// accepts writes. A healthy pool that is merely busy costs at most one probe connection
+    /// per host every [`SLOW_CHECKOUT`] while checkouts wait that long.
+    pub(crate) fn checkout_slow(self: &Arc<Self>, pool: &sqlx::PgPool, since: Instant) {
+        let mut last = self
+            .last_slow_search
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < SLOW_CHECKOUT) {
             return;
         }
-        let (this, pool, failed_at) = (Arc::clone(self), pool.clone(), Instant::now());
+        *last = Some(Instant::now());
+        drop(last);
+        if self.search_from(pool, since) {
+            tracing::debug!(
+                waited_ms = since.elapsed().as_millis(),
+                "looking for the primary after a slow checkout"
+            );
+        }
+    }
+
+    /// Starts a search unless one is under way (whether it did); writes failed from
+    /// `failed_at`.
+    fn search_from(self: &Arc<Self>, pool: &sqlx::PgPool, failed_at: Instant) -> bool {
+        if self.searching.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let (this, pool) = (Arc::clone(self), pool.clone());
         tokio::spawn(async move {
             this.search(&pool, failed_at).await;
             this.searching.store(false, Ordering::Release);
         });
+        true
     }
 
     /// Completes when the pool is next pointed at another host (only for moves after this
@@ -55,15 +106,20 @@ impl Follower {
         self.moved.notified()
     }
 
-    /// Looks for the writable host every 100 ms for up to a minute after a statement failed at
-    /// `failed_at`; a move is counted in the metrics with the time writes were unavailable.
+    /// Looks for the writable host every 100 ms for up to a minute; writes failed (or a checkout
+    /// began to wait) at `failed_at`. A move is counted in the metrics with the time writes
+    /// were unavailable.
     async fn search(&self, pool: &sqlx::PgPool, failed_at: Instant) {
         let current = pool.connect_options();
         for _ in 0..600 {
             if pool.is_closed() {
                 return;
             }
-            if let Ok(chosen) = hosts::choose(&self.list, self.timeout).await
+            let found = hosts::choose(&self.list, self.timeout).await;
+            if let Err(err) = &found {
+                tracing::debug!(%err, "no writable host yet");
+            }
+            if let Ok(chosen) = found
                 && !chosen.role.read_only
             {
                 if chosen.host.host != current.get_host() || chosen.host.port != current.get_port()
@@ -87,6 +143,8 @@ impl Follower {
                         }
                     }
                     self.moved.notify_waiters();
+                } else {
+                    tracing::debug!(primary = %chosen.host, "the primary has not moved");
                 }
                 return;
             }

@@ -170,10 +170,22 @@ fn decode<M: FromQueryResult>(row: sqlx::postgres::PgRow) -> Result<M, DbErr> {
     M::from_query_result(&QueryResult::from(row), "")
 }
 
+/// Column `index` of `row`.
+fn decode_column<'r, T>(row: &'r sqlx::postgres::PgRow, index: usize) -> Result<T, DbErr>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    sqlx::Row::try_get(row, index).map_err(query_error)
+}
+
 /// Whether a statement only reads (and may be run again) or writes (and may not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Read,
+    /// A read not worth a second connection: one whose caller is better served by an error
+    /// now than by an answer after a wait for a server that went away (the WAL position after
+    /// a request's writes, which only adds a header to an answer that is ready).
+    ReadOnce,
     Write,
 }
 

@@ -2,14 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseConnectionType, DbBackend, DbErr, ExecResult,
     QueryResult, Statement, sqlx,
 };
 
-use super::follow::Follower;
+use super::follow::{Follower, SLOW_CHECKOUT};
 use super::held::HeldConnections;
 use crate::config::DatabaseUrl;
 use crate::error::is_read_only_refusal;
@@ -80,10 +80,12 @@ impl Pool {
 
     /// A connection for the fast path: a held one, or one from `pool` (this pool's sqlx pool).
     ///
-    /// A checkout still waiting when the pool is pointed at a new primary starts over: sqlx
-    /// keeps retrying the old host with a backoff of up to a fifth of `DB_ACQUIRE_TIMEOUT`
-    /// (a second by default), which would hold the request past the move, and while it waits
-    /// its attempt occupies one of the pool's connection slots.
+    /// On a pool that follows the primary ([`Follower`]), a checkout that has waited
+    /// [`SLOW_CHECKOUT`] has the follower check where the primary is, and a checkout still
+    /// waiting when the pool is pointed at a new primary starts over: sqlx keeps retrying the
+    /// old host with a backoff of up to a fifth of `DB_ACQUIRE_TIMEOUT` (a second by default),
+    /// which would hold the request past the move, and while it waits its attempt occupies
+    /// one of the pool's connection slots.
     pub(crate) async fn checkout(
         &self,
         pool: &sqlx::PgPool,
@@ -97,12 +99,24 @@ impl Pool {
         let Some(follower) = &self.follower else {
             return take().await;
         };
+        let started = Instant::now();
         loop {
             let moved = follower.moved();
-            tokio::select! {
-                taken = take() => return taken,
-                () = moved => {}
+            let taken = take();
+            let slow = tokio::time::sleep(SLOW_CHECKOUT);
+            tokio::pin!(moved, taken, slow);
+            let mut reported = false;
+            loop {
+                tokio::select! {
+                    taken = &mut taken => return taken,
+                    () = &mut moved => break,
+                    () = &mut slow, if !reported => {
+                        reported = true;
+                        follower.checkout_slow(pool, started);
+                    }
+                }
             }
+            tracing::debug!("checkout started over after a move");
         }
     }
 

@@ -76,6 +76,24 @@ const REPLICA_STATE: &str = "SELECT pg_is_in_recovery(), \
      (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8, \
      coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)";
 
+/// The primary's current WAL insert position, asked once on `primary`'s fast path (when it
+/// is PostgreSQL's pool): a checkout that waits while the primary moves starts over on the
+/// new one, a failure tells the pool's follower (see [`super::follow`]), and a lost
+/// connection is an error at once rather than a wait for another one. For
+/// [`DatabaseService::write_position`](crate::DatabaseService::write_position), right after a
+/// request's writes.
+pub(crate) async fn write_position(primary: &Pool) -> Result<WalPosition, DbErr> {
+    if primary.postgres().is_none() {
+        return primary_position(&primary.conn).await;
+    }
+    let row =
+        super::fetch_on::<super::One>(primary, PRIMARY_POSITION, Vec::new(), super::Kind::ReadOnce)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("the primary's WAL position".into()))?;
+    let bytes: i64 = super::decode_column(&row, 0)?;
+    Ok(WalPosition(u64::try_from(bytes).unwrap_or(0)))
+}
+
 /// The primary's current WAL insert position.
 pub(crate) async fn primary_position(primary: &DatabaseConnection) -> Result<WalPosition, DbErr> {
     let row = primary
