@@ -396,6 +396,23 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
         longest_gap(&api_commits, server_kill.0, server_kill.1),
         longest_gap(&libpq_commits, server_kill.0, server_kill.1),
     );
+    // How long after its commit the latest 201 came (both clocks are this machine's): the
+    // answer to a committed write is not held back by the outage that follows it.
+    let answered_after_commit = server_times(
+        &new_primary,
+        &format!(
+            r#"SELECT max(a.t - extract(epoch FROM u.created_at)) FROM (VALUES {}) AS a(id, t) JOIN "user" AS u USING (id)"#,
+            answers
+                .iter()
+                .filter_map(|a| {
+                    let at = a.wall.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+                    Some(format!("({}, {at:.6})", a.id?))
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    )
+    .await[0];
     let read_answers = reads.lock().unwrap().clone();
     let read_switch = longest_gap(&successes(&reads, StatusCode::OK, base), switch.0, switch.1);
     eprintln!(
@@ -403,7 +420,8 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
          {api_switch:.2} s against {libpq_switch:.2} s ({api_switch_commits:.2} s against \
          {libpq_switch_commits:.2} s); SIGKILL {api_kill:.2} s against {libpq_kill:.2} s \
          ({api_kill_commits:.2} s against {libpq_kill_commits:.2} s); longest read gap in the \
-         switchover {read_switch:.3} s; {} created, {} answered 503 ({} of them: may have been \
+         switchover {read_switch:.3} s; latest 201 {answered_after_commit:.3} s after its \
+         commit; {} created, {} answered 503 ({} of them: may have been \
          applied), {} reads",
         count(StatusCode::CREATED),
         count(StatusCode::SERVICE_UNAVAILABLE),
@@ -454,6 +472,12 @@ async fn through_a_switchover_and_a_killed_primary_no_acknowledged_write_is_lost
             explain(&answers, base, window, &log)
         );
     }
+
+    assert!(
+        answered_after_commit < 1.0,
+        "a 201 came {answered_after_commit:.2} s after its commit\n{}",
+        explain(&answers, base, (switch.0, kill.1), &log)
+    );
 
     // Every acknowledged user is in the new primary's table, once.
     let new_primary = AdminSession::connect(&new_primary).await;

@@ -100,6 +100,11 @@ impl Follower {
         true
     }
 
+    /// Whether a search for the primary is under way.
+    pub(crate) fn is_searching(&self) -> bool {
+        self.searching.load(Ordering::Acquire)
+    }
+
     /// Completes when the pool is next pointed at another host (only for moves after this
     /// call).
     pub(crate) fn moved(&self) -> Notified<'_> {

@@ -63,6 +63,17 @@ impl Checkout {
         Ok(Self { conn: conn?, taken })
     }
 
+    /// A connection there already: one of `held`, else an idle one of `pool` (with no ping);
+    /// `None` when either would have to wait.
+    pub(crate) fn ready(pool: &PgPool, held: Option<&HeldConnections>) -> Option<Self> {
+        held.and_then(HeldConnections::pop).or_else(|| {
+            pool.try_acquire().map(|conn| Self {
+                conn,
+                taken: Instant::now(),
+            })
+        })
+    }
+
     /// A connection from the pool that answers a ping, for a read's second attempt after its
     /// connection was lost: the pool's idle connections may have died the same way (a server
     /// restart, every session terminated). Dead ones are closed; after as many tries as the
@@ -108,15 +119,18 @@ impl HeldConnections {
     /// A held connection if there is one, else one from the pool (its wait recorded in
     /// `metrics`).
     pub(crate) async fn checkout(&self, metrics: &PoolMetrics) -> Result<Checkout, sqlx::Error> {
-        let held = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        match held {
+        match self.pop() {
             Some(checkout) => Ok(checkout),
             None => Checkout::from_pool(&self.pool, metrics).await,
         }
+    }
+
+    /// The connection held last, if any.
+    fn pop(&self) -> Option<Checkout> {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
     }
 
     /// After a statement that succeeded: holds the connection for the next one, or gives it

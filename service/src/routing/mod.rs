@@ -182,9 +182,10 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Read,
-    /// A read not worth a second connection: one whose caller is better served by an error
-    /// now than by an answer after a wait for a server that went away (the WAL position after
-    /// a request's writes, which only adds a header to an answer that is ready).
+    /// A read whose caller is better served by an error now than by an answer after a wait
+    /// for a server that went away (the WAL position after a request's writes, which only
+    /// adds a header to an answer that is ready): it is not run again on another connection,
+    /// and while the primary is being looked for it takes only a connection that is there.
     ReadOnce,
     Write,
 }
@@ -259,7 +260,7 @@ async fn fetch_on<F: Fetch>(
     let pool = state.conn.get_postgres_connection_pool();
     let (held, metrics) = (state.held.as_ref(), &state.metrics);
     let again = (kind == Kind::Read).then(|| values.clone());
-    let checkout = state.checkout(pool);
+    let checkout = state.checkout(pool, kind != Kind::ReadOnce);
     let renew = state.credentials.is_some().then(|| values.clone());
     let mut outcome = attempt::<F>(state, checkout, sql, values).await;
     if let (Err(Attempt::Checkout(err)), Some(values)) = (&outcome, renew) {

@@ -86,10 +86,22 @@ impl Pool {
     /// old host with a backoff of up to a fifth of `DB_ACQUIRE_TIMEOUT` (a second by default),
     /// which would hold the request past the move, and while it waits its attempt occupies
     /// one of the pool's connection slots.
+    ///
+    /// Unless `patient`, a checkout while the follower looks for the primary takes only a
+    /// connection that is there already (held or idle), and otherwise fails at once with
+    /// sqlx's `PoolTimedOut`: a new one would wait for a server that went away.
     pub(crate) async fn checkout(
         &self,
         pool: &sqlx::PgPool,
+        patient: bool,
     ) -> Result<super::held::Checkout, sqlx::Error> {
+        if !patient
+            && let Some(follower) = &self.follower
+            && follower.is_searching()
+        {
+            return super::held::Checkout::ready(pool, self.held.as_deref())
+                .ok_or(sqlx::Error::PoolTimedOut);
+        }
         let take = || async {
             match &self.held {
                 Some(held) => held.checkout(&self.metrics).await,

@@ -77,9 +77,9 @@ const REPLICA_STATE: &str = "SELECT pg_is_in_recovery(), \
      coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)";
 
 /// The primary's current WAL insert position, asked once on `primary`'s fast path (when it
-/// is PostgreSQL's pool): a checkout that waits while the primary moves starts over on the
-/// new one, a failure tells the pool's follower (see [`super::follow`]), and a lost
-/// connection is an error at once rather than a wait for another one. For
+/// is PostgreSQL's pool), and not waited for while the primary is being looked for (see
+/// [`super::follow`]): the write before it has its answer, which is better sent without the
+/// position than seconds late. For
 /// [`DatabaseService::write_position`](crate::DatabaseService::write_position), right after a
 /// request's writes.
 pub(crate) async fn write_position(primary: &Pool) -> Result<WalPosition, DbErr> {
