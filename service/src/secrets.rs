@@ -15,6 +15,7 @@
 //! does). The old sessions go on; new ones use the new password from the moment the file
 //! holds it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,9 @@ pub(crate) struct CredentialWatch {
     url: DatabaseUrl,
     pool: sqlx::PgPool,
     state: Mutex<State>,
+    /// How many times the password changed: a statement refused with the password it
+    /// started with runs again at once if it changed since.
+    generation: AtomicU64,
 }
 
 struct State {
@@ -68,6 +72,7 @@ impl CredentialWatch {
                 password: connection::connect::password(&url.expose_secret()),
                 failing: None,
             }),
+            generation: AtomicU64::new(0),
             url: url.clone(),
         });
         let weak: Weak<Self> = Arc::downgrade(&watch);
@@ -103,6 +108,7 @@ impl CredentialWatch {
                 let options = (*self.pool.connect_options()).clone().password(&password);
                 self.pool.set_connect_options(options);
                 state.password = Some(password);
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 if let Some((variable, _)) = self.url.secret_file() {
                     tracing::info!(
                         pool = %self.url.node_name(),
@@ -125,12 +131,23 @@ impl CredentialWatch {
         }
     }
 
-    /// After the server refused a new connection's password: reads the file at once and,
-    /// while it holds the same password, again every 50 ms for up to [`REFUSAL_WAIT`].
-    /// Whether the password changed (so trying again may succeed).
-    pub(crate) async fn renewed_after_refusal(&self) -> bool {
+    /// How many times the password has changed; read it before a statement, for
+    /// [`renewed_after_refusal`](Self::renewed_after_refusal).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// After the server refused a new connection's password, for a statement that started at
+    /// [`generation`](Self::generation) `seen`: whether the password changed since (so trying
+    /// again may succeed). When it has not, reads the file at once and, while it holds the
+    /// same password, again every 50 ms for up to [`REFUSAL_WAIT`]. (Several statements
+    /// refused together: the first reads the new password, the others see that it changed.)
+    pub(crate) async fn renewed_after_refusal(&self, seen: u64) -> bool {
         let started = Instant::now();
         loop {
+            if self.generation() != seen {
+                return true;
+            }
             if self.refresh() {
                 return true;
             }

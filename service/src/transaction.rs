@@ -27,8 +27,9 @@ impl Transaction {
     /// Begins a transaction on `primary`.
     pub(crate) async fn begin(primary: Arc<Pool>) -> Result<Self> {
         use sea_orm::TransactionTrait as _;
+        let seen = primary.credentials_seen();
         let mut begun = primary.conn.begin().await;
-        if primary.password_renewed(&begun).await {
+        if primary.password_renewed(&begun, seen).await {
             begun = primary.conn.begin().await;
         }
         let transaction = primary

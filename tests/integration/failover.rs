@@ -308,6 +308,50 @@ async fn the_service_follows_the_primary_through_a_switchover() {
         acknowledged.len()
     );
     service.close().await.unwrap();
+
+    // A switchover while the service is idle: its pooled sessions die without a statement
+    // failing, and with a ping on every checkout sqlx replaces them by itself, retrying the
+    // old host (a standby now, which the session set-up refuses) without a word until
+    // DB_ACQUIRE_TIMEOUT. The follower is told by the checkout that waits: the first write
+    // after the switchover succeeds in well under the acquire timeout.
+    let mut idle = config;
+    idle.ping_after_idle = Some(Duration::ZERO);
+    idle.acquire_timeout = Duration::from_secs(30);
+    idle.connection_hold = None;
+    let service = DatabaseService::connect(&idle).await.unwrap();
+    service::user::create(&service, test_support::new_user("idle@x.io", "I"))
+        .await
+        .unwrap();
+    let formation = tokio::task::spawn_blocking(move || {
+        formation.switchover();
+        formation
+    })
+    .await
+    .unwrap();
+    let back = formation.primary_port().unwrap();
+    assert_eq!(back, before);
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let attempt = test_support::new_user(&format!("after-idle{n}@x.io"), "I");
+        match service::user::create(&service, attempt).await {
+            Ok(_) => break,
+            Err(err) => assert!(err.is_unavailable(), "{err}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "writes never resumed"
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "the first write after an idle switchover took {waited:?} (acquire timeout 30 s)"
+    );
+    assert_eq!(primary_port(&service).await, back, "the pool follows");
+    eprintln!("idle switchover: the first write took {waited:?}");
+    service.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,10 @@ pub(crate) struct Follower {
     last_slow_search: Mutex<Option<Instant>>,
     /// Told when the pool has been pointed at another host.
     moved: Notify,
+    /// Set while a search finds no writable primary where the pool connects.
+    lost: AtomicBool,
+    /// Told when `lost` is set.
+    lost_now: Notify,
 }
 
 impl Follower {
@@ -44,6 +48,8 @@ impl Follower {
                 searching: AtomicBool::new(false),
                 last_slow_search: Mutex::new(None),
                 moved: Notify::new(),
+                lost: AtomicBool::new(false),
+                lost_now: Notify::new(),
             })
         })
     }
@@ -95,14 +101,22 @@ impl Follower {
         let (this, pool) = (Arc::clone(self), pool.clone());
         tokio::spawn(async move {
             this.search(&pool, failed_at).await;
+            this.lost.store(false, Ordering::Release);
             this.searching.store(false, Ordering::Release);
         });
         true
     }
 
-    /// Whether a search for the primary is under way.
-    pub(crate) fn is_searching(&self) -> bool {
-        self.searching.load(Ordering::Acquire)
+    /// Whether a search under way has found the primary gone from the host the pool
+    /// connects to (it is down, or no longer writable), until the search ends.
+    pub(crate) fn primary_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// Completes when a search next finds the primary gone (see
+    /// [`primary_lost`](Self::primary_lost)).
+    pub(crate) fn losing(&self) -> Notified<'_> {
+        self.lost_now.notified()
     }
 
     /// Completes when the pool is next pointed at another host (only for moves after this
@@ -124,11 +138,15 @@ impl Follower {
             if let Err(err) = &found {
                 tracing::debug!(%err, "no writable host yet");
             }
-            if let Ok(chosen) = found
-                && !chosen.role.read_only
-            {
-                if chosen.host.host != current.get_host() || chosen.host.port != current.get_port()
-                {
+            let found = found.ok().filter(|chosen| !chosen.role.read_only);
+            let moved = found.as_ref().is_none_or(|chosen| {
+                chosen.host.host != current.get_host() || chosen.host.port != current.get_port()
+            });
+            if moved && !self.lost.swap(true, Ordering::AcqRel) {
+                self.lost_now.notify_waiters();
+            }
+            if let Some(chosen) = found {
+                if moved {
                     let gap = failed_at.elapsed();
                     tracing::warn!(
                         primary = %chosen.host,

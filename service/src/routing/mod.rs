@@ -261,11 +261,17 @@ async fn fetch_on<F: Fetch>(
     let (held, metrics) = (state.held.as_ref(), &state.metrics);
     let again = (kind == Kind::Read).then(|| values.clone());
     let checkout = state.checkout(pool, kind != Kind::ReadOnce);
-    let renew = state.credentials.is_some().then(|| values.clone());
+    let (renew, seen) = (
+        state.credentials.is_some().then(|| values.clone()),
+        state.credentials_seen(),
+    );
     let mut outcome = attempt::<F>(state, checkout, sql, values).await;
     if let (Err(Attempt::Checkout(err)), Some(values)) = (&outcome, renew) {
         // The server refused a new connection's password: the statement was not sent.
-        if state.password_renewed(&Err::<(), _>(err.clone())).await {
+        if state
+            .password_renewed(&Err::<(), _>(err.clone()), seen)
+            .await
+        {
             let checkout = held::Checkout::from_pool(pool, metrics);
             outcome = attempt::<F>(state, checkout, sql, values).await;
         }

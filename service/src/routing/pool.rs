@@ -60,12 +60,21 @@ impl Pool {
         self
     }
 
-    /// Whether `result` failed because the server refused a new connection's password and
-    /// the secret file holds another one now: the statement was never sent; run it again.
-    pub(crate) async fn password_renewed<T>(&self, result: &Result<T, DbErr>) -> bool {
+    /// The secret file's [generation](CredentialWatch::generation) now (0 without one): read
+    /// before a statement, for [`password_renewed`](Self::password_renewed).
+    pub(crate) fn credentials_seen(&self) -> u64 {
+        self.credentials
+            .as_ref()
+            .map_or(0, |watch| watch.generation())
+    }
+
+    /// Whether `result`, of a statement that started when the credentials were at `seen`,
+    /// failed because the server refused a new connection's password and the pool has
+    /// another one now: the statement was never sent; run it again.
+    pub(crate) async fn password_renewed<T>(&self, result: &Result<T, DbErr>, seen: u64) -> bool {
         match (&self.credentials, result) {
             (Some(watch), Err(err)) if is_password_refusal(err) => {
-                watch.renewed_after_refusal().await
+                watch.renewed_after_refusal(seen).await
             }
             _ => false,
         }
@@ -87,21 +96,33 @@ impl Pool {
     /// which would hold the request past the move, and while it waits its attempt occupies
     /// one of the pool's connection slots.
     ///
-    /// Unless `patient`, a checkout while the follower looks for the primary takes only a
-    /// connection that is there already (held or idle), and otherwise fails at once with
+    /// Unless `patient`, a checkout once the follower has found the primary gone takes only
+    /// a connection that is there already (held or idle), and otherwise fails at once with
     /// sqlx's `PoolTimedOut`: a new one would wait for a server that went away.
     pub(crate) async fn checkout(
         &self,
         pool: &sqlx::PgPool,
         patient: bool,
     ) -> Result<super::held::Checkout, sqlx::Error> {
-        if !patient
-            && let Some(follower) = &self.follower
-            && follower.is_searching()
-        {
-            return super::held::Checkout::ready(pool, self.held.as_deref())
-                .ok_or(sqlx::Error::PoolTimedOut);
+        if !patient && let Some(follower) = &self.follower {
+            let ready = || {
+                super::held::Checkout::ready(pool, self.held.as_deref())
+                    .ok_or(sqlx::Error::PoolTimedOut)
+            };
+            let losing = follower.losing();
+            if follower.primary_lost() {
+                return ready();
+            }
+            return tokio::select! {
+                taken = self.take(pool) => taken,
+                () = losing => ready(),
+            };
         }
+        self.take(pool).await
+    }
+
+    /// [`checkout`](Self::checkout), patiently.
+    async fn take(&self, pool: &sqlx::PgPool) -> Result<super::held::Checkout, sqlx::Error> {
         let take = || async {
             match &self.held {
                 Some(held) => held.checkout(&self.metrics).await,
@@ -269,10 +290,13 @@ impl ConnectionTrait for Pool {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        let again = self.credentials.is_some().then(|| stmt.clone());
+        let (again, seen) = (
+            self.credentials.is_some().then(|| stmt.clone()),
+            self.credentials_seen(),
+        );
         let mut result = self.conn.execute_raw(stmt).await;
         if let Some(stmt) = again
-            && self.password_renewed(&result).await
+            && self.password_renewed(&result, seen).await
         {
             result = self.conn.execute_raw(stmt).await;
         }
@@ -280,18 +304,22 @@ impl ConnectionTrait for Pool {
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let seen = self.credentials_seen();
         let mut result = self.conn.execute_unprepared(sql).await;
-        if self.password_renewed(&result).await {
+        if self.password_renewed(&result, seen).await {
             result = self.conn.execute_unprepared(sql).await;
         }
         self.retire_if_read_only(result)
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let again = self.credentials.is_some().then(|| stmt.clone());
+        let (again, seen) = (
+            self.credentials.is_some().then(|| stmt.clone()),
+            self.credentials_seen(),
+        );
         let mut result = self.conn.query_one_raw(stmt).await;
         if let Some(stmt) = again
-            && self.password_renewed(&result).await
+            && self.password_renewed(&result, seen).await
         {
             result = self.conn.query_one_raw(stmt).await;
         }
@@ -299,10 +327,13 @@ impl ConnectionTrait for Pool {
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let again = self.credentials.is_some().then(|| stmt.clone());
+        let (again, seen) = (
+            self.credentials.is_some().then(|| stmt.clone()),
+            self.credentials_seen(),
+        );
         let mut result = self.conn.query_all_raw(stmt).await;
         if let Some(stmt) = again
-            && self.password_renewed(&result).await
+            && self.password_renewed(&result, seen).await
         {
             result = self.conn.query_all_raw(stmt).await;
         }
