@@ -339,3 +339,74 @@ async fn the_health_report_says_when_the_connection_is_not_encrypted() {
     assert_eq!(json["encrypted"], serde_json::json!(false));
     service.close().await.unwrap();
 }
+
+/// Several statements whose new connections were refused together, as a rotated password
+/// makes them: the first to be refused reads the new password from the file, and every other
+/// one runs again at once with it (none waits for the file to change again, and none fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_refused_together_after_a_rotation_all_run_with_the_new_password() {
+    let cluster = TestTlsCluster::start(PASSWORD).await;
+    let admin = sea_orm::Database::connect(cluster.admin_url("postgres"))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared("CREATE ROLE rotated LOGIN PASSWORD 'first-pw'")
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("tls_rotation_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, "first-pw\n").unwrap();
+    let (url, password_path) = (
+        cluster.verified_url("rotated", "", "postgres"),
+        password_file.display().to_string(),
+    );
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_PASSWORD_FILE", password_path.as_str()),
+        ("DB_MAX_CONNECTIONS", "8"),
+        // Every connection is retired on its next checkout: the statements below need new ones.
+        ("DB_MAX_LIFETIME", "1s"),
+    ];
+    let config = DatabaseConfig::from_lookup(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    let service = DatabaseService::connect(&config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    admin
+        .execute_unprepared("ALTER ROLE rotated PASSWORD 'second-pw'")
+        .await
+        .unwrap();
+    let staged = dir.join("password.new");
+    std::fs::write(&staged, "second-pw\n").unwrap();
+    std::fs::rename(&staged, &password_file).unwrap();
+    let started = std::time::Instant::now();
+    let statements: Vec<_> = (0..8)
+        .map(|n| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let sql = format!("SELECT {n}, pg_sleep(0.2)");
+                service
+                    .reader()
+                    .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for statement in statements {
+        statement.await.unwrap().unwrap();
+    }
+    let took = started.elapsed();
+    // REFUSAL_WAIT is 2 s: a statement that waited for the file to change again took longer.
+    assert!(
+        took < Duration::from_millis(1500),
+        "the statements took {took:?}"
+    );
+    service.close().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
