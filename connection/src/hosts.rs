@@ -306,6 +306,15 @@ impl HostList {
         url.to_string()
     }
 
+    /// The same hosts, logging in with `password` (a rotated one) instead of the URL's.
+    #[must_use]
+    pub fn with_password(&self, password: &str) -> Self {
+        let mut list = self.clone();
+        // Fails only for a URL that cannot have a password, which parsing has refused.
+        let _ = list.template.set_password(Some(password));
+        list
+    }
+
     /// The URL with its password and secret parameters replaced by `***`, hosts listed.
     #[must_use]
     pub fn redacted(&self) -> String {
@@ -515,6 +524,19 @@ mod tests {
 
     fn hosts(url: &str) -> Vec<String> {
         list(url).hosts().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn with_password_logs_in_with_the_rotated_password_on_every_host() {
+        let rotated = list("postgres://app:old@h1:5432,h2:5433/db?target_session_attrs=read-write")
+            .with_password("n3w/pw");
+        assert_eq!(rotated.url_for(0), "postgres://app:n3w%2Fpw@h1:5432/db");
+        assert_eq!(rotated.url_for(1), "postgres://app:n3w%2Fpw@h2:5433/db");
+        assert_eq!(
+            rotated.target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        assert!(!format!("{rotated:?}").contains("n3w"));
     }
 
     #[test]

@@ -273,9 +273,9 @@ impl DatabaseService {
     /// hand it to [`reader_after`](Self::reader_after) (or to the client, which sends it back
     /// on its next read) for read-your-writes. `None` without read replicas — every read then
     /// goes to the primary anyway — so this costs a round trip only when replicas are
-    /// configured. It is asked once, on a connection of the fast path; while the service looks
-    /// for a primary that went away (a multi-host `DATABASE_URL`), only on a connection that
-    /// is there already, so the answer to a write that was committed is not held back.
+    /// configured. It is asked once, on a connection of the fast path; once the service has
+    /// found the primary of a multi-host `DATABASE_URL` gone, only on a connection that is
+    /// there already, so the answer to a write that was committed is not held back.
     ///
     /// # Errors
     ///

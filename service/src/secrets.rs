@@ -131,6 +131,12 @@ impl CredentialWatch {
         }
     }
 
+    /// The password new connections use now (`None` when the file gave none yet).
+    pub(crate) fn password(&self) -> Option<String> {
+        #[allow(clippy::unwrap_used)] // poisoned only if a holder panicked, which none does
+        self.state.lock().unwrap().password.clone()
+    }
+
     /// How many times the password has changed; read it before a statement, for
     /// [`renewed_after_refusal`](Self::renewed_after_refusal).
     pub(crate) fn generation(&self) -> u64 {

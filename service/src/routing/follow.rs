@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use connection::ErrorKind;
+
+use super::held::HeldConnections;
+use crate::secrets::CredentialWatch;
 use connection::hosts::{self, HostList};
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 use tokio::sync::Notify;
@@ -22,7 +25,6 @@ use tokio::sync::futures::Notified;
 pub(crate) const SLOW_CHECKOUT: Duration = Duration::from_millis(250);
 
 /// The hosts of the primary's URL, and whether a search for the primary is under way.
-#[derive(Debug)]
 pub(crate) struct Follower {
     list: HostList,
     timeout: Duration,
@@ -31,15 +33,35 @@ pub(crate) struct Follower {
     last_slow_search: Mutex<Option<Instant>>,
     /// Told when the pool has been pointed at another host.
     moved: Notify,
-    /// Set while a search finds no writable primary where the pool connects.
+    /// Set once a search has found no writable host, until it ends.
     lost: AtomicBool,
     /// Told when `lost` is set.
     lost_now: Notify,
+    /// The pool's password file, whose password (rotated or not) the probes log in with.
+    credentials: Option<Arc<CredentialWatch>>,
+    /// The pool's held connections, closed when the pool is pointed elsewhere.
+    held: Option<Arc<HeldConnections>>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("hosts", &self.list)
+            .field("searching", &self.searching)
+            .field("lost", &self.lost)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Follower {
-    /// A follower for `url`'s hosts, or `None` for a URL with one host.
-    pub(crate) fn new(url: &str, timeout: Duration) -> Option<Arc<Self>> {
+    /// A follower for `url`'s hosts, or `None` for a URL with one host; the pool's password
+    /// file and held connections, when it has them.
+    pub(crate) fn new(
+        url: &str,
+        timeout: Duration,
+        credentials: &Option<Arc<CredentialWatch>>,
+        held: &Option<Arc<HeldConnections>>,
+    ) -> Option<Arc<Self>> {
         let list = HostList::parse(url).ok()??;
         (list.hosts().len() > 1).then(|| {
             Arc::new(Self {
@@ -50,6 +72,8 @@ impl Follower {
                 moved: Notify::new(),
                 lost: AtomicBool::new(false),
                 lost_now: Notify::new(),
+                credentials: credentials.clone(),
+                held: held.clone(),
             })
         })
     }
@@ -107,13 +131,13 @@ impl Follower {
         true
     }
 
-    /// Whether a search under way has found the primary gone from the host the pool
-    /// connects to (it is down, or no longer writable), until the search ends.
+    /// Whether a search under way has found no writable host (the primary is down, or no
+    /// longer writable, and no other has taken over yet), until the search ends.
     pub(crate) fn primary_lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
     }
 
-    /// Completes when a search next finds the primary gone (see
+    /// Completes when a search next finds no writable host (see
     /// [`primary_lost`](Self::primary_lost)).
     pub(crate) fn losing(&self) -> Notified<'_> {
         self.lost_now.notified()
@@ -129,49 +153,55 @@ impl Follower {
     /// began to wait) at `failed_at`. A move is counted in the metrics with the time writes
     /// were unavailable.
     async fn search(&self, pool: &sqlx::PgPool, failed_at: Instant) {
-        let current = pool.connect_options();
         for _ in 0..600 {
             if pool.is_closed() {
                 return;
             }
-            let found = hosts::choose(&self.list, self.timeout).await;
+            let rotated = self.credentials.as_ref().and_then(|watch| watch.password());
+            let list = match &rotated {
+                Some(password) => &self.list.with_password(password),
+                None => &self.list,
+            };
+            let found = hosts::choose(list, self.timeout).await;
             if let Err(err) = &found {
                 tracing::debug!(%err, "no writable host yet");
             }
-            let found = found.ok().filter(|chosen| !chosen.role.read_only);
-            let moved = found.as_ref().is_none_or(|chosen| {
-                chosen.host.host != current.get_host() || chosen.host.port != current.get_port()
-            });
-            if moved && !self.lost.swap(true, Ordering::AcqRel) {
-                self.lost_now.notify_waiters();
-            }
-            if let Some(chosen) = found {
-                if moved {
-                    let gap = failed_at.elapsed();
-                    tracing::warn!(
-                        primary = %chosen.host,
-                        writes_unavailable_ms = gap.as_millis(),
-                        "the primary moved; following it"
-                    );
-                    crate::metrics::record_failover(gap);
-                    let options = (*current)
-                        .clone()
-                        .host(&chosen.host.host)
-                        .port(chosen.host.port);
-                    pool.set_connect_options(options);
-                    for _ in 0..pool.num_idle() {
-                        match pool.try_acquire() {
-                            Some(mut conn) => conn.close_on_drop(),
-                            None => break,
-                        }
-                    }
-                    self.moved.notify_waiters();
-                } else {
-                    tracing::debug!(primary = %chosen.host, "the primary has not moved");
+            let Some(chosen) = found.ok().filter(|chosen| !chosen.role.read_only) else {
+                if !self.lost.swap(true, Ordering::AcqRel) {
+                    self.lost_now.notify_waiters();
                 }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            // Read now: a rotated password may have been set since the search began.
+            let current = pool.connect_options();
+            if chosen.host.host == current.get_host() && chosen.host.port == current.get_port() {
+                tracing::debug!(primary = %chosen.host, "the primary has not moved");
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let gap = failed_at.elapsed();
+            tracing::warn!(
+                primary = %chosen.host,
+                writes_unavailable_ms = gap.as_millis(),
+                "the primary moved; following it"
+            );
+            crate::metrics::record_failover(gap);
+            let options = (*current)
+                .clone()
+                .host(&chosen.host.host)
+                .port(chosen.host.port);
+            pool.set_connect_options(options);
+            for _ in 0..pool.num_idle() {
+                match pool.try_acquire() {
+                    Some(mut conn) => conn.close_on_drop(),
+                    None => break,
+                }
+            }
+            if let Some(held) = &self.held {
+                held.close_all();
+            }
+            self.moved.notify_waiters();
+            return;
         }
     }
 }

@@ -83,7 +83,9 @@ impl Pool {
     /// This pool, following the writable host of `url` when it names several (see
     /// [`Follower`]).
     pub(crate) fn following(mut self, url: &str, timeout: Duration) -> Self {
-        self.follower = Follower::new(url, timeout).filter(|_| self.postgres().is_some());
+        if self.postgres().is_some() {
+            self.follower = Follower::new(url, timeout, &self.credentials, &self.held);
+        }
         self
     }
 
@@ -96,7 +98,7 @@ impl Pool {
     /// which would hold the request past the move, and while it waits its attempt occupies
     /// one of the pool's connection slots.
     ///
-    /// Unless `patient`, a checkout once the follower has found the primary gone takes only
+    /// Unless `patient`, a checkout once the follower has found no writable host takes only
     /// a connection that is there already (held or idle), and otherwise fails at once with
     /// sqlx's `PoolTimedOut`: a new one would wait for a server that went away.
     pub(crate) async fn checkout(
