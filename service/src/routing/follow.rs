@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use connection::ErrorKind;
-
-use super::held::HeldConnections;
-use crate::secrets::CredentialWatch;
 use connection::hosts::{self, HostList};
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
+
+use super::held::HeldConnections;
+use crate::secrets::CredentialWatch;
 
 /// How long a checkout of a multi-host pool waits before the follower checks that the primary
 /// is still where the pool connects (see [`Follower::checkout_slow`]).
